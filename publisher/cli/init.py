@@ -1,0 +1,153 @@
+"""`publisher init`: write a commented publisher.toml and create the database."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import tomllib
+from pathlib import Path
+
+import click
+
+from publisher import db
+from publisher.cli.context import CliContext, console, pass_cli
+from publisher.config import (
+    DEFAULT_CONFIG,
+    load_settings,
+    settings_from_mapping,
+    validate_timezone,
+)
+from publisher.errors import UsageError
+
+CONFIG_TEMPLATE = """\
+# Publisher configuration. Every setting is listed in docs/configuration.md.
+# Any key can be overridden by an environment variable PUBLISHER_<SECTION>__<KEY>,
+# for example PUBLISHER_MAIL__SMTP_URL=smtp://mail.example.org:587.
+
+[site]
+title = {title}
+description = ""
+# Absolute URL the site is served at; links in feeds and emails start with it.
+base_url = {base_url}
+# Default language of articles and emails: "id" (Indonesian) or "en" (English).
+language = {language}
+# Default time zone for readers without one, and for dates without an offset.
+timezone = {timezone}
+author = ""
+# A folder whose email/ and web/ templates override the built-in ones.
+# templates_dir = "templates"
+
+[database]
+# Relative to this file. For PostgreSQL: "postgresql://user:password@host/dbname".
+url = "sqlite:///publisher.db"
+
+[mail]
+from = {mail_from}
+reply_to = ""
+# `publisher mailsink` listens here; point it at your MTA in production
+# (smtp://user:pass@host:587 uses STARTTLS when offered, smtps:// implicit TLS).
+smtp_url = "smtp://127.0.0.1:1025"
+connections = 4
+rate_per_second = 0   # 0 = unlimited
+rate_per_hour = 0     # 0 = unlimited
+retry_initial = "60s"
+retry_for = "24h"
+# Postal address printed in every digest footer (required by anti-spam laws).
+postal_address = ""
+# dkim_domain = "example.org"
+# dkim_selector = "publisher"
+# dkim_key_file = "dkim.key"
+
+[digest]
+# Each reader's local time (their own time zone, else site.timezone).
+send_time = "07:00"
+max_articles = 10
+weekly_day = "mon"
+
+[web]
+# Signs unsubscribe, confirmation and preference links. Keep it secret; changing it
+# invalidates every link already sent.
+secret_key = {secret_key}
+feed_cache_seconds = 300
+# websub_hub = "https://pubsubhubbub.appspot.com/"
+
+[feeds]
+items = 50
+archive_size = 100
+
+# Feeds to follow and import on a schedule:
+# [[sources]]
+# url = "https://example.org/feed.xml"
+# tags = ["partner"]
+"""
+
+
+def toml_string(value: str) -> str:
+    """Quote a value as a TOML basic string."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def write_config(
+    directory: Path, *, title: str, base_url: str, language: str, timezone: str
+) -> Path:
+    """Write publisher.toml into ``directory`` (refusing to overwrite) and return its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / DEFAULT_CONFIG
+    if path.exists():
+        raise UsageError(f"{path}: already exists; remove it or choose another folder")
+    try:
+        validate_timezone(timezone)
+    except ValueError as exc:
+        raise UsageError(f"--timezone: {exc}") from None
+    host = base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0] or "localhost"
+    if "." not in host:
+        host = f"{host}.localdomain"
+    text = CONFIG_TEMPLATE.format(
+        title=toml_string(title),
+        base_url=toml_string(base_url),
+        language=toml_string(language),
+        timezone=toml_string(timezone),
+        mail_from=toml_string(f"{title} <newsletter@{host}>"),
+        secret_key=toml_string(secrets.token_urlsafe(32)),
+    )
+    settings_from_mapping(tomllib.loads(text), path, text)  # reject bad flags before writing
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def init_site(
+    directory: Path,
+    *,
+    title: str = "Publisher",
+    base_url: str = "http://127.0.0.1:8000",
+    language: str = "id",
+    timezone: str = "Asia/Jakarta",
+) -> Path:
+    """Create a site folder: the config file and a migrated database."""
+    path = write_config(
+        directory, title=title, base_url=base_url, language=language, timezone=timezone
+    )
+    settings = load_settings(path)
+    db.upgrade(settings.database.url)
+    return path
+
+
+@click.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--title", default="Publisher", show_default=True, help="Site title.")
+@click.option("--base-url", default="http://127.0.0.1:8000", show_default=True)
+@click.option("--language", default="id", show_default=True, help="Default language.")
+@click.option("--timezone", default="Asia/Jakarta", show_default=True, help="IANA time zone.")
+@pass_cli
+def init(
+    cli: CliContext, directory: Path, title: str, base_url: str, language: str, timezone: str
+) -> None:
+    """Create publisher.toml and the database in DIRECTORY."""
+    path = init_site(
+        directory, title=title, base_url=base_url, language=language, timezone=timezone
+    )
+    console.print(f"wrote {path}")
+    console.print(f"created database {load_settings(path).database.url}")
+
+
+COMMANDS = [init]

@@ -1,0 +1,127 @@
+"""The Article table and its companions (tags, followed sources, change counter)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from publisher.db import Base
+
+DRAFT = "draft"
+PUBLISHED = "published"
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Store aware datetimes as naive UTC and read them back aware (SQLite forgets zones)."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} reached the store; attach a time zone")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+class Article(Base):
+    """One article: its identity, content, media and publication state."""
+
+    __tablename__ = "articles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    # Never changes once assigned, even when slug or title change: feed readers key on it.
+    guid: Mapped[str] = mapped_column(sa.String(300), unique=True)
+    title: Mapped[str] = mapped_column(sa.Text)
+    summary: Mapped[str] = mapped_column(sa.Text, default="")
+    body_html: Mapped[str] = mapped_column(sa.Text, default="")
+    body_source: Mapped[str] = mapped_column(sa.Text, default="")
+    source_format: Mapped[str] = mapped_column(sa.String(20), default="markdown")
+    author: Mapped[str] = mapped_column(sa.String(200), default="")
+    author_slug: Mapped[str] = mapped_column(sa.String(200), default="")
+    language: Mapped[str] = mapped_column(sa.String(20))
+    tags: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    image_url: Mapped[str] = mapped_column(sa.Text, default="")
+    image_caption: Mapped[str] = mapped_column(sa.Text, default="")
+    image_credit: Mapped[str] = mapped_column(sa.Text, default="")
+    image_type: Mapped[str] = mapped_column(sa.String(100), default="")
+    image_length: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    image_width: Mapped[int] = mapped_column(sa.Integer, default=0)
+    image_height: Mapped[int] = mapped_column(sa.Integer, default=0)
+    canonical_url: Mapped[str] = mapped_column(sa.Text, default="")
+    source_url: Mapped[str] = mapped_column(sa.Text, default="")
+    # Where the article came from: a file path, page URL or feed entry id; re-imports match on it.
+    origin: Mapped[str] = mapped_column(sa.Text, default="")
+    external_id: Mapped[str | None] = mapped_column(sa.String(1000), nullable=True, index=True)
+    editors: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    extra: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    status: Mapped[str] = mapped_column(sa.String(20), default=DRAFT)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    content_hash: Mapped[str] = mapped_column(sa.String(64))
+
+    tag_rows: Mapped[list[ArticleTag]] = relationship(
+        back_populates="article", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    __table_args__ = (
+        sa.Index("ix_articles_status_published", "status", "published_at", "id"),
+        sa.Index("ix_articles_author_published", "author_slug", "status", "published_at", "id"),
+    )
+
+    @property
+    def is_published(self) -> bool:
+        """Tell whether readers can see this article."""
+        return self.status == PUBLISHED
+
+
+class ArticleTag(Base):
+    """One (article, tag) pair, with the sort keys copied so tag feeds read one index."""
+
+    __tablename__ = "article_tags"
+
+    article_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    status: Mapped[str] = mapped_column(sa.String(20))
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    article: Mapped[Article] = relationship(back_populates="tag_rows")
+
+    __table_args__ = (
+        sa.Index("ix_article_tags_tag_published", "tag", "status", "published_at", "article_id"),
+    )
+
+
+class FeedSource(Base):
+    """A followed feed: its conditional-GET validators and last outcome."""
+
+    __tablename__ = "feed_sources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(sa.Text, unique=True)
+    etag: Mapped[str] = mapped_column(sa.Text, default="")
+    last_modified: Mapped[str] = mapped_column(sa.Text, default="")
+    last_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(sa.Text, default="")
+
+
+class SiteState(Base):
+    """Small named counters; ``content_version`` moves on every article change."""
+
+    __tablename__ = "site_state"
+
+    key: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    value: Mapped[int] = mapped_column(sa.BigInteger, default=0)

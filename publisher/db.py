@@ -1,0 +1,166 @@
+"""SQLAlchemy engines and sessions, and Alembic migrations for every table."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+
+from publisher.errors import StoreError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+class Base(DeclarativeBase):
+    """Declarative base of Publisher's own tables (subscribers/ keeps its own)."""
+
+
+def _driverless(url: str) -> tuple[str, str]:
+    scheme, _, rest = url.partition("://")
+    backend = scheme.split("+", 1)[0]
+    if backend == "postgres":
+        backend = "postgresql"
+    return backend, rest
+
+
+def async_url(url: str) -> str:
+    """Return the asyncio-driver form of a database URL (aiosqlite or asyncpg)."""
+    backend, rest = _driverless(url)
+    driver = "aiosqlite" if backend == "sqlite" else "asyncpg"
+    return f"{backend}+{driver}://{rest}"
+
+
+def sync_url(url: str) -> str:
+    """Return the blocking-driver form of a database URL (sqlite3 or psycopg)."""
+    backend, rest = _driverless(url)
+    driver = "pysqlite" if backend == "sqlite" else "psycopg"
+    return f"{backend}+{driver}://{rest}"
+
+
+def is_sqlite(url: str) -> bool:
+    """Tell whether a URL names a SQLite database."""
+    return _driverless(url)[0] == "sqlite"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """Return the file behind a SQLite URL, or None for other databases."""
+    backend, rest = _driverless(url)
+    if backend != "sqlite" or rest in ("", "/:memory:"):
+        return None
+    return Path(rest.removeprefix("/"))
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the web server read while a send or import writes; busy_timeout
+    # makes concurrent writers wait instead of failing at once.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """Create the asyncio engine for a database URL, with SQLite pragmas applied."""
+    if is_sqlite(url):
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(async_url(url), **kwargs)
+    if is_sqlite(url):
+        event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+    return engine
+
+
+def create_sync_engine(url: str, **kwargs: Any) -> Engine:
+    """Create a blocking engine (for migrations and APScheduler's job store)."""
+    if is_sqlite(url):
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(sync_url(url), **kwargs)
+    if is_sqlite(url):
+        event.listen(engine, "connect", _on_sqlite_connect)
+    return engine
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Return a session maker whose objects stay usable after commit."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """Open a session inside one transaction: commit on success, roll back on error."""
+    async with session_factory(engine)() as session, session.begin():
+        yield session
+
+
+def _alembic_config(url: str) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str:
+    """Return the newest migration's revision id."""
+    heads = ScriptDirectory.from_config(_alembic_config("sqlite://")).get_heads()
+    if len(heads) != 1:
+        raise StoreError(f"migrations have {len(heads)} heads, expected one: {heads}")
+    return heads[0]
+
+
+def current_revision(url: str) -> str | None:
+    """Return the revision the database is at, or None when it has no schema yet."""
+    engine = create_sync_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except SQLAlchemyError as exc:
+        raise StoreError(f"database {_redacted(url)}: {exc.__class__.__name__}: {exc}") from exc
+    finally:
+        engine.dispose()
+
+
+def upgrade(url: str) -> str:
+    """Apply every pending migration and return the revision reached."""
+    config = _alembic_config(url)
+    engine = create_sync_engine(url)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except SQLAlchemyError as exc:
+        raise StoreError(f"database {_redacted(url)}: migration failed: {exc}") from exc
+    finally:
+        engine.dispose()
+    return head_revision()
+
+
+def ensure_schema(url: str) -> None:
+    """Upgrade the database if it is behind the code (the "automatic on first use" path)."""
+    if current_revision(url) != head_revision():
+        upgrade(url)
+
+
+def _redacted(url: str) -> str:
+    return sa.engine.make_url(url).render_as_string(hide_password=True)

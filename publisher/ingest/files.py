@@ -1,0 +1,146 @@
+"""Import files and folders, each in its own transaction, choosing the importer per file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from publisher.content.store import ArticleDraft, ArticleStore
+from publisher.db import transaction
+from publisher.errors import InputError, PublisherError
+from publisher.ingest.markdown import parse_markdown
+from publisher.ingest.options import ImportOptions
+from publisher.ingest.source import SourceText, read_text_file
+
+Parser = Callable[[SourceText, ImportOptions], ArticleDraft]
+
+SUFFIXES = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".mdown": "markdown",
+}
+PARSERS: dict[str, Parser] = {
+    "markdown": lambda source, options: parse_markdown(
+        source, language=options.language, tz=options.tz
+    ),
+}
+
+
+def register(format_name: str, parser: Parser, suffixes: Iterable[str] = ()) -> None:
+    """Make an importer available by format name and file suffix."""
+    PARSERS[format_name] = parser
+    for suffix in suffixes:
+        SUFFIXES[suffix] = format_name
+
+
+def sniff(text: str) -> str:
+    """Guess a format from content when the suffix does not tell."""
+    head = text.lstrip()[:2048].lower()
+    if head.startswith("---\n"):
+        return "markdown"
+    if head.startswith(("<!doctype html", "<html")) or "<body" in head:
+        return "html" if "html" in PARSERS else "markdown"
+    if head.startswith("<?xml") or "<rss" in head or "<feed" in head:
+        return "feed" if "feed" in PARSERS else "markdown"
+    return "text" if "text" in PARSERS else "markdown"
+
+
+def choose_format(path: Path, text: str, forced: str) -> str:
+    """Pick the importer: --format, then the suffix, then sniffing."""
+    if forced != "auto":
+        if forced not in PARSERS:
+            raise InputError(f"{path}: unknown format {forced!r}")
+        return forced
+    return SUFFIXES.get(path.suffix.lower()) or sniff(text)
+
+
+def expand(paths: Iterable[Path]) -> Iterator[Path]:
+    """Yield files, walking folders for known suffixes in sorted order."""
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and child.suffix.lower() in SUFFIXES:
+                    yield child
+        else:
+            yield path
+
+
+@dataclass
+class ImportOutcome:
+    """One file's result: the action taken and the slug, or the error."""
+
+    path: str
+    action: str
+    slug: str = ""
+    error: str = ""
+
+
+@dataclass
+class ImportReport:
+    """What a run of `articles add` did, file by file."""
+
+    outcomes: list[ImportOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[ImportOutcome]:
+        """Return the outcomes that failed."""
+        return [o for o in self.outcomes if o.action == "failed"]
+
+    def count(self, action: str) -> int:
+        """Return how many files ended with ``action``."""
+        return sum(1 for o in self.outcomes if o.action == action)
+
+
+def apply_options(draft: ArticleDraft, options: ImportOptions) -> ArticleDraft:
+    """Overlay command-line choices on what the file said."""
+    changes: dict[str, object] = {}
+    if options.tags:
+        changes["tags"] = [*draft.tags, *options.tags]
+    if options.published_at is not None:
+        changes["published_at"] = options.published_at
+    if options.draft is not None:
+        changes["draft"] = options.draft
+    if options.image_url:
+        changes["image_url"] = options.image_url
+    return replace(draft, **changes)  # type: ignore[arg-type]
+
+
+async def store_draft(
+    engine: AsyncEngine, base_url: str, draft: ArticleDraft, now: datetime
+) -> tuple[str, str]:
+    """Store one draft in its own transaction and return (action, slug)."""
+    async with transaction(engine) as session:
+        result = await ArticleStore(session, base_url).upsert(draft, now)
+        return result.action, result.article.slug
+
+
+async def import_files(
+    engine: AsyncEngine,
+    base_url: str,
+    paths: Iterable[Path],
+    options: ImportOptions,
+    now: datetime,
+    on_outcome: Callable[[ImportOutcome], None] | None = None,
+) -> ImportReport:
+    """Import every file; a bad file is reported and the others still import."""
+    report = ImportReport()
+    for path in expand(paths):
+        try:
+            source = read_text_file(path)
+            fmt = choose_format(path, source.text, options.format)
+            draft = apply_options(PARSERS[fmt](source, options), options)
+            action, slug = await store_draft(engine, base_url, draft, now)
+            outcome = ImportOutcome(str(path), action, slug)
+        except PublisherError as exc:
+            message = str(exc)
+            if not message.startswith(str(path)):
+                message = f"{path}:1: {message}"
+            outcome = ImportOutcome(str(path), "failed", error=message)
+        report.outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+    return report

@@ -1,0 +1,109 @@
+"""Import Markdown files with YAML front matter (the only python-frontmatter import)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import frontmatter
+import yaml
+
+from publisher.content.markdown import render_markdown
+from publisher.content.store import ArticleDraft
+from publisher.errors import InputError
+from publisher.ingest.source import SourceText, to_utc
+
+KNOWN_KEYS = {
+    "title",
+    "slug",
+    "date",
+    "updated",
+    "author",
+    "tags",
+    "summary",
+    "image",
+    "image_caption",
+    "image_credit",
+    "lang",
+    "draft",
+    "canonical_url",
+}
+
+
+def parse_markdown(source: SourceText, *, language: str, tz: ZoneInfo) -> ArticleDraft:
+    """Turn a Markdown file into an ArticleDraft, or raise InputError with path:line."""
+    name = str(source.path)
+    try:
+        metadata, body = frontmatter.parse(source.text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 2 if mark is not None else 1  # +1 for 1-based, +1 for the '---'
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise InputError(f"{name}:{line}: malformed front matter: {problem}") from None
+    if not isinstance(metadata, Mapping):
+        raise InputError(f"{name}:1: front matter must be a mapping of keys to values")
+    meta: dict[str, Any] = dict(metadata)
+    unknown = sorted(set(meta) - KNOWN_KEYS)
+    if unknown:
+        line = _line_of_key(source.text, unknown[0])
+        raise InputError(f"{name}:{line}: unknown front matter key {unknown[0]!r}")
+    title = meta.get("title")
+    if not isinstance(title, str) or not title.strip():
+        line = _line_of_key(source.text, "title") if "title" in meta else 1
+        raise InputError(f"{name}:{line}: missing title (add `title:` to the front matter)")
+    if not body.strip():
+        raise InputError(f"{name}:1: the article has no body text")
+
+    def text(key: str) -> str:
+        value = meta.get(key, "")
+        if value is None:
+            return ""
+        if not isinstance(value, str | int | float):
+            line = _line_of_key(source.text, key)
+            raise InputError(f"{name}:{line}: {key} must be text, got {type(value).__name__}")
+        return str(value)
+
+    def when(key: str) -> Any:
+        if meta.get(key) in (None, ""):
+            return None
+        try:
+            return to_utc(meta[key], tz, key)
+        except InputError as exc:
+            raise InputError(f"{name}:{_line_of_key(source.text, key)}: {exc}") from None
+
+    tags = meta.get("tags") or []
+    if isinstance(tags, str):
+        tags = [t.strip() for t in tags.split(",")]
+    if not isinstance(tags, list):
+        raise InputError(f"{name}:{_line_of_key(source.text, 'tags')}: tags must be a list")
+    draft_flag = meta.get("draft", False)
+    if not isinstance(draft_flag, bool):
+        line = _line_of_key(source.text, "draft")
+        raise InputError(f"{name}:{line}: draft must be true or false")
+    return ArticleDraft(
+        title=title,
+        slug=text("slug"),
+        body_html=render_markdown(body),
+        body_source=body,
+        source_format="markdown",
+        summary=text("summary"),
+        author=text("author"),
+        language=text("lang") or language,
+        tags=[str(t) for t in tags],
+        image_url=text("image"),
+        image_caption=text("image_caption"),
+        image_credit=text("image_credit"),
+        canonical_url=text("canonical_url"),
+        origin=str(source.path.resolve()),
+        draft=draft_flag,
+        published_at=when("date"),
+        updated_at=when("updated"),
+    )
+
+
+def _line_of_key(text: str, key: str) -> int:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith(f"{key}:"):
+            return number
+    return 1

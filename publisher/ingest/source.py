@@ -1,0 +1,75 @@
+"""Read an input file safely: size limit, binary and encoding checks, times from metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from publisher.errors import InputError
+
+MAX_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SourceText:
+    """A decoded input: its path (for messages) and its text with a BOM and CRLFs removed."""
+
+    path: Path
+    text: str
+
+
+def read_text_file(path: Path) -> SourceText:
+    """Read a UTF-8 text file, or raise InputError naming the file and line at fault."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
+    if size > MAX_BYTES:
+        raise InputError(f"{path}: file is {size:,} bytes, over the 10 MB limit")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
+    return SourceText(path, decode_text(data, str(path)))
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """Decode UTF-8 input, rejecting empty, binary and undecodable data with a located error."""
+    if len(data) > MAX_BYTES:
+        raise InputError(f"{name}: input is {len(data):,} bytes, over the 10 MB limit")
+    if not data.strip():
+        raise InputError(f"{name}: file is empty")
+    if b"\x00" in data[:8192]:
+        raise InputError(f"{name}: binary file (contains NUL bytes), expected text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        offset = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"{name}:{line}: not UTF-8 text (byte 0x{data[offset]:02x}); save the file as UTF-8"
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def to_utc(value: object, tz: ZoneInfo, what: str) -> datetime:
+    """Read a date or datetime (object or ISO 8601 text); naive values are in ``tz``."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime.combine(value, time(0, 0))
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise InputError(f"{what}: not an ISO 8601 date: {value!r}") from None
+    else:
+        raise InputError(f"{what}: not a date: {value!r}")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    return moment.astimezone(ZoneInfo("UTC"))

@@ -1,0 +1,97 @@
+"""The subscriber table, the suppression list and bounce events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+PENDING = "pending"
+ACTIVE = "active"
+UNSUBSCRIBED = "unsubscribed"
+BOUNCED = "bounced"
+COMPLAINED = "complained"
+STATUSES = (PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED)
+
+DAILY = "daily"
+WEEKLY = "weekly"
+FREQUENCIES = (DAILY, WEEKLY)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the subscriber tables."""
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Store aware datetimes as naive UTC and read them back aware."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} reached the store; attach a time zone")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Subscriber(Base):
+    """One reader: address, preferences, status and the record of their consent."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The normalized address as it will be written in To:.
+    email: Mapped[str] = mapped_column(sa.String(320))
+    # Lower-cased normalized address: the case-insensitive uniqueness key.
+    email_key: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200), default="")
+    status: Mapped[str] = mapped_column(sa.String(20), default=PENDING)
+    language: Mapped[str] = mapped_column(sa.String(20), default="")
+    timezone: Mapped[str] = mapped_column(sa.String(64), default="")
+    frequency: Mapped[str] = mapped_column(sa.String(10), default=DAILY)
+    topics: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    consent_source: Mapped[str] = mapped_column(sa.String(50), default="")
+    consent_ip: Mapped[str] = mapped_column(sa.String(64), default="")
+    consent_user_agent: Mapped[str] = mapped_column(sa.Text, default="")
+    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    consent_text: Mapped[str] = mapped_column(sa.Text, default="")
+    confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    soft_bounces: Mapped[int] = mapped_column(sa.Integer, default=0)
+    hard_bounces: Mapped[int] = mapped_column(sa.Integer, default=0)
+    last_bounce_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # End of the content window of the last digest delivered to this reader.
+    last_digest_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (sa.Index("ix_subscribers_status_frequency", "status", "frequency", "id"),)
+
+
+class Suppression(Base):
+    """An address never to be mailed again, kept as a hash so it outlives deletion."""
+
+    __tablename__ = "suppressions"
+
+    email_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(sa.String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    detail: Mapped[str] = mapped_column(sa.Text, default="")
+
+
+class BounceEvent(Base):
+    """One bounce or complaint seen for an address (soft bounces are counted in a window)."""
+
+    __tablename__ = "bounce_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    detail: Mapped[str] = mapped_column(sa.Text, default="")

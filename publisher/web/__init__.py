@@ -1,0 +1,1 @@
+"""The public web app: feeds, article pages and (from subscribers) the subscription flow."""

@@ -153,7 +153,7 @@ class ArticleStore:
             )
             self.session.add(article)
             await self.session.flush()
-            await self._sync_tags(article)
+            await self._sync_tags(article, fresh=True)
             await self.bump_version()
             return UpsertResult("created", article)
         if existing.content_hash == content_hash and existing.origin == draft.origin:
@@ -191,8 +191,11 @@ class ArticleStore:
                 raise InputError(f"slug {slug!r} is already used by {found.origin}")
         return found
 
-    async def _sync_tags(self, article: Article) -> None:
-        await self.session.execute(sa.delete(ArticleTag).where(ArticleTag.article_id == article.id))
+    async def _sync_tags(self, article: Article, *, fresh: bool = False) -> None:
+        if not fresh:  # a new article has no tag rows yet: skip a round trip per import
+            await self.session.execute(
+                sa.delete(ArticleTag).where(ArticleTag.article_id == article.id)
+            )
         if article.tags:
             await self.session.execute(
                 sa.insert(ArticleTag),

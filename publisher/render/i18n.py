@@ -1,0 +1,90 @@
+"""Gettext catalogs (Babel, the only babel import): compiled from .po at load time, cached."""
+
+from __future__ import annotations
+
+import functools
+import io
+import re
+from datetime import date, datetime, tzinfo
+from pathlib import Path
+
+from babel import Locale, UnknownLocaleError
+from babel.core import get_locale_identifier, parse_locale
+from babel.dates import format_date, format_datetime
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import PoFileError, read_po
+from babel.support import Translations
+
+from publisher.errors import TemplateError
+from publisher.resources import locale_dir
+
+DOMAINS = ("email", "web")
+_TAG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")
+
+
+def available_languages(domain: str = "email") -> list[str]:
+    """List the languages that ship a catalog for ``domain``."""
+    root = locale_dir()
+    return sorted(p.parent.parent.name for p in root.glob(f"*/LC_MESSAGES/{domain}.po"))
+
+
+def normalize_language(language: str) -> str:
+    """Turn "id-ID", "en_US" or "EN" into the primary language subtag ("id", "en")."""
+    language = (language or "").strip()
+    if not _TAG.fullmatch(language):
+        return ""
+    return language.replace("_", "-").split("-")[0].lower()
+
+
+def choose_language(*candidates: str, domain: str = "email") -> str:
+    """Pick the first candidate with a catalog (subscriber, then site), else English."""
+    shipped = set(available_languages(domain))
+    for candidate in candidates:
+        language = normalize_language(candidate)
+        if language and language in shipped:
+            return language
+    return "en"
+
+
+def translations(language: str, domain: str) -> Translations:
+    """Return the catalog for ``language`` and ``domain`` (an empty one when none ships)."""
+    return _load(normalize_language(language) or "en", domain, locale_dir())
+
+
+@functools.cache
+def _load(language: str, domain: str, root: Path) -> Translations:
+    path = root / language / "LC_MESSAGES" / f"{domain}.po"
+    if not path.is_file():
+        return Translations()
+    try:
+        with path.open("rb") as handle:
+            catalog = read_po(handle, locale=language, domain=domain, abort_invalid=True)
+    except (PoFileError, ValueError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"{path}: invalid gettext catalog: {exc}") from exc
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog, use_fuzzy=False)
+    buffer.seek(0)
+    return Translations(buffer, domain=domain)
+
+
+def locale_for(language: str) -> Locale:
+    """Return the Babel locale of a language, English when Babel does not know it."""
+    try:
+        return Locale.parse(get_locale_identifier(parse_locale(normalize_language(language))))
+    except (UnknownLocaleError, ValueError):
+        return Locale.parse("en")
+
+
+def long_date(day: date, language: str) -> str:
+    """Format a date the way a reader writes it ("Rabu, 25 November 2026")."""
+    return format_date(day, format="full", locale=locale_for(language))
+
+
+def medium_datetime(moment: datetime, zone: tzinfo, language: str) -> str:
+    """Format a moment in the reader's time zone ("25 Nov 2026, 07.00")."""
+    return format_datetime(moment.astimezone(zone), format="medium", locale=locale_for(language))
+
+
+def clear_cache() -> None:
+    """Forget compiled catalogs (tests edit .po files)."""
+    _load.cache_clear()

@@ -71,7 +71,12 @@ class Subscriber(Base):
     # End of the content window of the last digest delivered to this reader.
     last_digest_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
-    __table_args__ = (sa.Index("ix_subscribers_status_frequency", "status", "frequency", "id"),)
+    # AUTOINCREMENT: SQLite must never reuse a deleted subscriber's id, or that
+    # reader's old unsubscribe link would act on whoever gets the id next.
+    __table_args__ = (
+        sa.Index("ix_subscribers_status_frequency", "status", "frequency", "id"),
+        {"sqlite_autoincrement": True},
+    )
 
 
 class Suppression(Base):
@@ -95,3 +100,7 @@ class BounceEvent(Base):
     kind: Mapped[str] = mapped_column(sa.String(20))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     detail: Mapped[str] = mapped_column(sa.Text, default="")
+    # The report's Message-ID: processing the same mailbox twice counts nothing twice.
+    report_id: Mapped[str | None] = mapped_column(sa.String(300), nullable=True)
+
+    __table_args__ = (sa.UniqueConstraint("email_hash", "report_id", name="uq_bounce_report"),)

@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("hard_bounces", sa.Integer, nullable=False),
         sa.Column("last_bounce_at", sa.DateTime, nullable=True),
         sa.Column("last_digest_at", sa.DateTime, nullable=True),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_subscribers_status_frequency", "subscribers", ["status", "frequency", "id"])
     op.create_table(
@@ -57,6 +58,8 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(20), nullable=False),
         sa.Column("created_at", sa.DateTime, nullable=False),
         sa.Column("detail", sa.Text, nullable=False),
+        sa.Column("report_id", sa.String(300), nullable=True),
+        sa.UniqueConstraint("email_hash", "report_id", name="uq_bounce_report"),
     )
     op.create_index("ix_bounce_events_email_hash", "bounce_events", ["email_hash"])
 

@@ -1,0 +1,289 @@
+"""Stream subscribers in and out of CSV: idempotent, batched, one report line per bad row."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TextIO
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from subscribers import preferences as prefs
+from subscribers import repository, suppression
+from subscribers.addresses import normalize
+from subscribers.errors import InvalidInput
+from subscribers.models import ACTIVE, PENDING, Subscriber
+from subscribers.repository import Consent, Preferences
+
+COLUMNS = ("email", "name", "language", "timezone", "frequency", "topics")
+EXPORT_COLUMNS = (
+    *COLUMNS,
+    "status",
+    "created_at",
+    "confirmed_at",
+    "unsubscribed_at",
+    "consent_source",
+    "consent_at",
+    "consent_ip",
+    "consent_user_agent",
+    "consent_text",
+    "soft_bounces",
+    "hard_bounces",
+    "last_bounce_at",
+)
+BATCH_SIZE = 1000
+MAX_FIELD = 64 * 1024
+# Spreadsheets run cells starting with these as formulas; export quotes them with "'".
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class RowError:
+    """A rejected row and why."""
+
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass
+class ImportReport:
+    """Counts of what an import did, and the rows it rejected."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    suppressed: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        """Return how many data rows were read."""
+        return self.created + self.updated + self.unchanged + self.suppressed + len(self.errors)
+
+
+@dataclass(frozen=True)
+class _Row:
+    line: int
+    email: str
+    key: str
+    preferences: Preferences
+
+
+def _unescape(value: str) -> str:
+    if len(value) > 1 and value[0] == "'" and value[1] in _FORMULA_START:
+        return value[1:]
+    return value
+
+
+def _escape(value: object) -> str:
+    text = "" if value is None else str(value)
+    if text.startswith(_FORMULA_START):
+        return "'" + text
+    return text
+
+
+def _check_header(header: list[str], source: str) -> list[str]:
+    names = [name.strip().lower().lstrip("\ufeff") for name in header]
+    if "email" not in names:
+        raise InvalidInput(f"{source}:1: header must name an email column ({','.join(COLUMNS)})")
+    unknown = [n for n in names if n not in EXPORT_COLUMNS]
+    if unknown:
+        raise InvalidInput(
+            f"{source}:1: unknown column {unknown[0]!r} (expected {','.join(COLUMNS)})"
+        )
+    return names
+
+
+def _parse_row(
+    names: list[str], cells: list[str], line: int, languages: tuple[str, ...]
+) -> _Row | RowError:
+    if len(cells) != len(names):
+        return RowError(line, f"expected {len(names)} fields, found {len(cells)}")
+    values = {name: _unescape(cell) for name, cell in zip(names, cells, strict=True)}
+    if any("\udc80" <= ch <= "\udcff" for cell in cells for ch in cell):
+        return RowError(line, "not UTF-8 text")
+    raw_email = values.get("email", "")
+    try:
+        address = normalize(raw_email)
+        preferences = Preferences.parse(
+            name=values.get("name", ""),
+            language=values.get("language", ""),
+            timezone=values.get("timezone", ""),
+            frequency=values.get("frequency", ""),
+            topics=prefs.split_topics(values.get("topics", "")),
+            languages=languages,
+        )
+    except InvalidInput as exc:
+        shown = raw_email.strip()[:80]
+        return RowError(line, f"{shown}: {exc}" if shown and shown not in str(exc) else str(exc))
+    return _Row(line, address.email, address.key, preferences)
+
+
+async def _apply_batch(
+    session: AsyncSession,
+    rows: list[_Row],
+    report: ImportReport,
+    consent: Consent,
+    now: datetime,
+    confirmed: bool,
+) -> None:
+    # Later rows for the same address win, as they would across batches.
+    latest: dict[str, _Row] = {}
+    for row in rows:
+        latest[row.key] = row
+    report.unchanged += len(rows) - len(latest)
+    found = await session.scalars(sa.select(Subscriber).where(Subscriber.email_key.in_(latest)))
+    existing = {s.email_key: s for s in found}
+    hashes = {key: suppression.hash_key(key) for key in latest}
+    suppressed = await suppression.suppressed_among(session, hashes.values())
+    inserts: list[dict[str, Any]] = []
+    for key, row in latest.items():
+        subscriber = existing.get(key)
+        if subscriber is None:
+            if hashes[key] in suppressed:
+                report.suppressed += 1
+                continue
+            inserts.append(_new_row(row, consent, now, confirmed))
+            continue
+        changed = row.preferences.apply(subscriber)
+        if confirmed and subscriber.status == PENDING and hashes[key] not in suppressed:
+            subscriber.status = ACTIVE
+            subscriber.confirmed_at = now
+            consent.apply(subscriber)
+            changed = True
+        if hashes[key] in suppressed and subscriber.status in (ACTIVE, PENDING) and confirmed:
+            report.suppressed += 1
+        elif changed:
+            report.updated += 1
+        else:
+            report.unchanged += 1
+    if inserts:
+        await session.execute(sa.insert(Subscriber), inserts)
+        report.created += len(inserts)
+
+
+def _new_row(row: _Row, consent: Consent, now: datetime, confirmed: bool) -> dict[str, Any]:
+    p = row.preferences
+    return {
+        "email": row.email,
+        "email_key": row.key,
+        "name": p.name,
+        "status": ACTIVE if confirmed else PENDING,
+        "language": p.language,
+        "timezone": p.timezone,
+        "frequency": p.frequency,
+        "topics": list(p.topics),
+        "created_at": now,
+        "confirmed_at": now if confirmed else None,
+        "consent_source": consent.source,
+        "consent_at": consent.at,
+        "consent_ip": consent.ip,
+        "consent_user_agent": consent.user_agent,
+        "consent_text": consent.text,
+        "soft_bounces": 0,
+        "hard_bounces": 0,
+    }
+
+
+async def import_csv(
+    engine: AsyncEngine,
+    stream: TextIO,
+    now: datetime,
+    *,
+    source: str = "<stdin>",
+    confirmed: bool = False,
+    languages: Iterable[str] = prefs.LANGUAGES,
+    batch_size: int = BATCH_SIZE,
+    on_error: Callable[[RowError], None] | None = None,
+) -> ImportReport:
+    """Import subscribers from CSV text, one transaction per batch; never unsuppress anyone.
+
+    Existing addresses get their preferences updated; with ``confirmed`` new and pending
+    rows become active (consent source "import"); suppressed addresses are skipped.
+    """
+    allowed = tuple(languages)
+    consent = Consent(
+        source="import",
+        at=now,
+        text=f"imported from {source}" + (" as confirmed" if confirmed else ""),
+    )
+    report = ImportReport()
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    def reject(error: RowError) -> None:
+        report.errors.append(error)
+        if on_error is not None:
+            on_error(error)
+
+    async def flush(batch: list[_Row]) -> None:
+        for attempt in (1, 2):
+            snapshot = ImportReport(
+                report.created, report.updated, report.unchanged, report.suppressed
+            )
+            try:
+                async with sessions() as session, session.begin():
+                    await _apply_batch(session, batch, snapshot, consent, now, confirmed)
+            except IntegrityError:
+                # Someone subscribed one of these addresses meanwhile: redo the batch.
+                if attempt == 2:
+                    raise
+                continue
+            report.created, report.updated = snapshot.created, snapshot.updated
+            report.unchanged, report.suppressed = snapshot.unchanged, snapshot.suppressed
+            return
+
+    reader = csv.reader(stream, strict=False)
+    csv.field_size_limit(MAX_FIELD)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InvalidInput(f"{source}: empty file; expected a header line") from None
+    except csv.Error as exc:
+        raise InvalidInput(f"{source}:1: {exc}") from None
+    names = _check_header(header, source)
+    batch: list[_Row] = []
+    end = reader.line_num
+    while True:
+        start = end + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            end = reader.line_num
+            reject(RowError(start, f"unreadable CSV: {exc}"))
+            continue
+        end = reader.line_num
+        if not cells or all(not c.strip() for c in cells):
+            continue
+        parsed = _parse_row(names, cells, start, allowed)
+        if isinstance(parsed, RowError):
+            reject(parsed)
+            continue
+        batch.append(parsed)
+        if len(batch) >= batch_size:
+            await flush(batch)
+            batch = []
+    if batch:
+        await flush(batch)
+    return report
+
+
+async def export_csv(session: AsyncSession, out: TextIO, *, status: str | None = None) -> int:
+    """Write every subscriber (with consent fields) as CSV, streaming; return the count."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    count = 0
+    async for subscriber in repository.stream(session, status=status):
+        data = repository.to_dict(subscriber)
+        data["topics"] = ";".join(data["topics"])
+        writer.writerow([_escape(data[name]) for name in EXPORT_COLUMNS])
+        count += 1
+    return count

@@ -1,0 +1,215 @@
+"""Queries on the subscriber list: add, get, list, stream in batches, update and remove."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from subscribers import preferences as prefs
+from subscribers.addresses import Address, lookup_key, normalize
+from subscribers.errors import SubscriberExists, SubscriberNotFound
+from subscribers.models import ACTIVE, DAILY, PENDING, STATUSES, Subscriber
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """What a reader chose: validated name, language, time zone, frequency and topics."""
+
+    name: str = ""
+    language: str = ""
+    timezone: str = ""
+    frequency: str = DAILY
+    topics: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        name: str = "",
+        language: str = "",
+        timezone: str = "",
+        frequency: str = "",
+        topics: Iterable[str] = (),
+        languages: Iterable[str] = prefs.LANGUAGES,
+    ) -> Preferences:
+        """Validate raw values, raising InvalidInput naming the bad one."""
+        return cls(
+            name=prefs.clean_name(name),
+            language=prefs.language(language, languages),
+            timezone=prefs.timezone(timezone),
+            frequency=prefs.frequency(frequency),
+            topics=tuple(prefs.topics(topics)),
+        )
+
+    def apply(self, subscriber: Subscriber) -> bool:
+        """Copy these preferences onto a subscriber; tell whether anything changed."""
+        changed = False
+        for key, value in (
+            ("name", self.name),
+            ("language", self.language),
+            ("timezone", self.timezone),
+            ("frequency", self.frequency),
+            ("topics", list(self.topics)),
+        ):
+            if getattr(subscriber, key) != value:
+                setattr(subscriber, key, value)
+                changed = True
+        return changed
+
+
+@dataclass(frozen=True)
+class Consent:
+    """How and when a reader agreed: source, IP, user agent, time and the wording shown."""
+
+    source: str
+    at: datetime
+    ip: str = ""
+    user_agent: str = ""
+    text: str = ""
+
+    def apply(self, subscriber: Subscriber) -> None:
+        """Record this consent on a subscriber."""
+        subscriber.consent_source = self.source[:50]
+        subscriber.consent_at = self.at
+        subscriber.consent_ip = self.ip[:64]
+        subscriber.consent_user_agent = self.user_agent[:1000]
+        subscriber.consent_text = self.text[:4000]
+
+
+async def get(session: AsyncSession, subscriber_id: int) -> Subscriber | None:
+    """Return a subscriber by id."""
+    return await session.get(Subscriber, subscriber_id)
+
+
+async def get_by_email(session: AsyncSession, email: str) -> Subscriber | None:
+    """Return a subscriber by address, case-insensitively."""
+    key = lookup_key(email)
+    found = await session.scalars(sa.select(Subscriber).where(Subscriber.email_key == key))
+    return found.first()
+
+
+async def add(
+    session: AsyncSession,
+    email: str | Address,
+    preferences: Preferences,
+    consent: Consent,
+    now: datetime,
+    *,
+    status: str = PENDING,
+) -> Subscriber:
+    """Insert a new subscriber; raise SubscriberExists when the address is taken."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}")
+    address = email if isinstance(email, Address) else normalize(email)
+    existing = await get_by_email(session, address.key)
+    if existing is not None:
+        raise SubscriberExists(f"{address.email} is already on the list ({existing.status})")
+    subscriber = Subscriber(
+        email=address.email,
+        email_key=address.key,
+        status=status,
+        created_at=now,
+        confirmed_at=now if status == ACTIVE else None,
+        soft_bounces=0,
+        hard_bounces=0,
+    )
+    preferences.apply(subscriber)
+    consent.apply(subscriber)
+    session.add(subscriber)
+    await session.flush()
+    return subscriber
+
+
+async def list_subscribers(
+    session: AsyncSession, *, status: str | None = None, limit: int | None = None
+) -> list[Subscriber]:
+    """Return subscribers in id order, optionally of one status (small lists and the CLI)."""
+    query = sa.select(Subscriber).order_by(Subscriber.id)
+    if status is not None:
+        query = query.where(Subscriber.status == status)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(await session.scalars(query))
+
+
+async def stream(
+    session: AsyncSession,
+    *,
+    status: str | None = None,
+    frequency: str | None = None,
+    joined_before: datetime | None = None,
+    batch_size: int = 1000,
+) -> AsyncIterator[Subscriber]:
+    """Yield subscribers in id order, one batch query at a time (keyset pagination)."""
+    last_id = 0
+    while True:
+        query = (
+            sa.select(Subscriber)
+            .where(Subscriber.id > last_id)
+            .order_by(Subscriber.id)
+            .limit(batch_size)
+        )
+        if status is not None:
+            query = query.where(Subscriber.status == status)
+        if frequency is not None:
+            query = query.where(Subscriber.frequency == frequency)
+        if joined_before is not None:
+            query = query.where(Subscriber.created_at < joined_before)
+        batch = list(await session.scalars(query))
+        for subscriber in batch:
+            yield subscriber
+        if len(batch) < batch_size:
+            return
+        # The identity map holds objects weakly, so earlier batches can be collected.
+        last_id = batch[-1].id
+
+
+async def remove(session: AsyncSession, email: str) -> Subscriber:
+    """Delete a subscriber (any suppression of the address stays)."""
+    subscriber = await get_by_email(session, email)
+    if subscriber is None:
+        raise SubscriberNotFound(f"no subscriber {email.strip()!r}")
+    await session.delete(subscriber)
+    await session.flush()
+    return subscriber
+
+
+async def count_by_status(session: AsyncSession) -> dict[str, int]:
+    """Count subscribers per status."""
+    rows = await session.execute(
+        sa.select(Subscriber.status, sa.func.count()).group_by(Subscriber.status)
+    )
+    return {status: int(n) for status, n in rows.tuples()}
+
+
+def to_dict(subscriber: Subscriber) -> dict[str, Any]:
+    """Return a subscriber as plain data (JSON output and CSV export)."""
+
+    def iso(value: datetime | None) -> str:
+        return value.isoformat() if value is not None else ""
+
+    return {
+        "email": subscriber.email,
+        "name": subscriber.name,
+        "language": subscriber.language,
+        "timezone": subscriber.timezone,
+        "frequency": subscriber.frequency,
+        "topics": list(subscriber.topics or []),
+        "status": subscriber.status,
+        "created_at": iso(subscriber.created_at),
+        "confirmed_at": iso(subscriber.confirmed_at),
+        "unsubscribed_at": iso(subscriber.unsubscribed_at),
+        "consent_source": subscriber.consent_source,
+        "consent_at": iso(subscriber.consent_at),
+        "consent_ip": subscriber.consent_ip,
+        "consent_user_agent": subscriber.consent_user_agent,
+        "consent_text": subscriber.consent_text,
+        "soft_bounces": subscriber.soft_bounces,
+        "hard_bounces": subscriber.hard_bounces,
+        "last_bounce_at": iso(subscriber.last_bounce_at),
+    }

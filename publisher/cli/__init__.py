@@ -7,7 +7,7 @@ import sys
 import click
 
 from publisher import __version__
-from publisher.cli import articles, database, demo, init
+from publisher.cli import articles, database, demo, init, mailsink
 from publisher.cli.context import CliContext
 from publisher.errors import PublisherError
 
@@ -28,7 +28,7 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     ctx.obj = CliContext(config_path=config_path, debug=debug)
 
 
-for module in (init, database, articles, demo):
+for module in (init, database, articles, demo, mailsink):
     for command in module.COMMANDS:
         cli.add_command(command)
 

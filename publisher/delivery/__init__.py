@@ -1,0 +1,1 @@
+"""Delivery: editions, the outbox, the SMTP pool, workers and the dev mail sink."""

@@ -1,0 +1,317 @@
+"""SMTP transport (the only aiosmtplib import): pooled persistent connections and one-off sends.
+
+Every outcome is reduced to a per-recipient :class:`Reply` (accepted, temporary or
+permanent), except the failures that are the server's or our configuration's fault
+(refused connection, failed TLS or AUTH, our sender refused): those raise
+:class:`ServerUnavailable` so the caller pauses instead of failing messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from email.utils import parseaddr
+from typing import Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+
+from publisher.config import MailSettings
+from publisher.errors import ConfigError, DeliveryError
+
+ReplyKind = Literal["accepted", "temporary", "permanent"]
+
+#: A connection idle longer than this is checked with NOOP before reuse; servers close
+#: idle sessions (Postfix after 300 s) and the first message would otherwise fail.
+IDLE_CHECK_SECONDS = 30.0
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpTarget:
+    """Where and how to connect, parsed from mail.smtp_url."""
+
+    host: str
+    port: int
+    implicit_tls: bool
+    #: True: require STARTTLS; False: never; None: upgrade when the server offers it.
+    starttls: bool | None
+    username: str | None
+    password: str | None
+    validate_certs: bool
+    cafile: str | None
+
+    def describe(self) -> str:
+        """Return the URL without its password, for messages."""
+        scheme = "smtps" if self.implicit_tls else "smtp"
+        user = f"{self.username}@" if self.username else ""
+        return f"{scheme}://{user}{self.host}:{self.port}"
+
+
+def parse_smtp_url(url: str) -> SmtpTarget:
+    """Parse ``smtp[s]://[user:pass@]host[:port][?starttls=auto|always|never&verify=..]``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ConfigError(f"mail.smtp_url: must start with smtp:// or smtps://, got {url!r}")
+    implicit = parts.scheme == "smtps"
+    try:
+        port = parts.port or (465 if implicit else 25)
+    except ValueError as exc:
+        raise ConfigError(f"mail.smtp_url: bad port in {_redact(url)!r}") from exc
+    if not parts.hostname:
+        raise ConfigError(f"mail.smtp_url: no host in {_redact(url)!r}")
+    starttls: bool | None = None
+    validate = True
+    cafile: str | None = None
+    for key, values in parse_qs(parts.query, keep_blank_values=True).items():
+        value = values[-1].strip().lower()
+        if key == "starttls" and value in ("auto", "always", "never"):
+            starttls = {"auto": None, "always": True, "never": False}[value]
+        elif key == "verify" and value in _TRUE | _FALSE:
+            validate = value in _TRUE
+        elif key == "cafile" and value:
+            cafile = values[-1].strip()
+        else:
+            raise ConfigError(
+                f"mail.smtp_url: unknown or bad option {key}={values[-1]!r} "
+                "(use starttls=auto|always|never, verify=true|false, cafile=PATH)"
+            )
+    if implicit and starttls:
+        raise ConfigError("mail.smtp_url: smtps:// is already TLS; drop starttls=always")
+    return SmtpTarget(
+        host=parts.hostname,
+        port=port,
+        implicit_tls=implicit,
+        starttls=False if implicit else starttls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        validate_certs=validate,
+        cafile=cafile,
+    )
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What happened to one recipient of one message."""
+
+    kind: ReplyKind
+    #: The SMTP reply code, or None when there was none (disconnect, timeout).
+    code: int | None
+    text: str
+
+    @property
+    def accepted(self) -> bool:
+        """Tell whether the server took responsibility for the message."""
+        return self.kind == "accepted"
+
+    def describe(self) -> str:
+        """Return ``code text`` on one line, for the outbox and error lists."""
+        text = " ".join(self.text.split())
+        return f"{self.code} {text}" if self.code is not None else text
+
+
+def reply_for(code: int, text: str) -> Reply:
+    """Classify an SMTP reply code."""
+    if 200 <= code < 400:
+        return Reply("accepted", code, text)
+    if 500 <= code < 600:
+        return Reply("permanent", code, text)
+    return Reply("temporary", code, text)
+
+
+class ServerUnavailable(DeliveryError):
+    """The server cannot be reached or will not accept us at all: pause, do not fail mail."""
+
+
+_LOCAL_HOSTNAME: str | None = None
+
+
+async def _local_hostname() -> str:
+    # getfqdn can take seconds on a machine with slow DNS; ask once per process.
+    global _LOCAL_HOSTNAME
+    if _LOCAL_HOSTNAME is None:
+        name = await asyncio.to_thread(socket.getfqdn)
+        _LOCAL_HOSTNAME = name if name and "." in name else "localhost.localdomain"
+    return _LOCAL_HOSTNAME
+
+
+class SmtpConnection:
+    """One persistent SMTP session that sends message after message and reconnects."""
+
+    def __init__(self, target: SmtpTarget, timeout: float) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._client: aiosmtplib.SMTP | None = None
+        self._last_used = 0.0
+
+    @property
+    def connected(self) -> bool:
+        """Tell whether a session is open right now."""
+        return self._client is not None and self._client.is_connected
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        target = self.target
+        where = target.describe()
+        client = aiosmtplib.SMTP(
+            hostname=target.host,
+            port=target.port,
+            username=target.username,
+            password=target.password,
+            use_tls=target.implicit_tls,
+            start_tls=target.starttls,
+            validate_certs=target.validate_certs,
+            cert_bundle=target.cafile,
+            timeout=self.timeout,
+            local_hostname=await _local_hostname(),
+        )
+        try:
+            await client.connect()
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise ServerUnavailable(
+                f"{where}: authentication failed: {exc.code} {_one_line(exc.message)}"
+            ) from exc
+        except aiosmtplib.SMTPConnectResponseError as exc:
+            raise ServerUnavailable(
+                f"{where}: server refused the session: {exc.code} {_one_line(exc.message)}"
+            ) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            raise ServerUnavailable(
+                f"{where}: session setup failed: {exc.code} {_one_line(exc.message)}"
+            ) from exc
+        except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
+            client.close()
+            raise ServerUnavailable(f"{where}: cannot connect: {_describe_exc(exc)}") from exc
+        return client
+
+    async def _ready(self) -> aiosmtplib.SMTP:
+        client = self._client
+        if client is not None and client.is_connected:
+            if time.monotonic() - self._last_used < IDLE_CHECK_SECONDS:
+                return client
+            try:
+                await client.noop()
+                return client
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
+        self._client = await self._connect()
+        return self._client
+
+    async def send(self, sender: str, recipients: list[str], message: bytes) -> dict[str, Reply]:
+        """Send one message; return each recipient's reply (raise ServerUnavailable to pause)."""
+        client = await self._ready()
+        self._last_used = time.monotonic()
+        try:
+            refused, data_reply = await client.sendmail(sender, recipients, message)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            # One exception, several recipients: each keeps its own code (4xx and 5xx mixed).
+            replies = {r.recipient: reply_for(r.code, r.message) for r in exc.recipients}
+            return {address: replies.get(address, _lost("refused")) for address in recipients}
+        except aiosmtplib.SMTPSenderRefused as exc:
+            if 500 <= exc.code < 600:
+                # A permanent refusal of our own From address is a configuration problem,
+                # not the readers' fault: stop and say so rather than bounce everyone.
+                raise ServerUnavailable(
+                    f"{self.target.describe()}: sender {sender} refused: "
+                    f"{exc.code} {_one_line(exc.message)}"
+                ) from exc
+            return dict.fromkeys(recipients, reply_for(exc.code, exc.message))
+        except aiosmtplib.SMTPResponseException as exc:
+            return dict.fromkeys(recipients, reply_for(exc.code, exc.message))
+        except aiosmtplib.SMTPNotSupported as exc:
+            # E.g. a non-ASCII address and a server without SMTPUTF8: retrying cannot help.
+            return dict.fromkeys(recipients, Reply("permanent", None, _one_line(exc.message)))
+        except ValueError as exc:
+            return dict.fromkeys(recipients, Reply("permanent", None, f"bad address: {exc}"))
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            client.close()
+            return dict.fromkeys(recipients, _lost(_describe_exc(exc)))
+        accepted = reply_for(250, data_reply)
+        out: dict[str, Reply] = {}
+        for address in recipients:
+            bad = refused.get(address)
+            out[address] = reply_for(bad.code, bad.message) if bad is not None else accepted
+        return out
+
+    async def close(self) -> None:
+        """Say QUIT (politely, briefly) and drop the session."""
+        client, self._client = self._client, None
+        if client is None or not client.is_connected:
+            return
+        try:
+            await asyncio.wait_for(client.quit(), timeout=min(self.timeout, 5.0))
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            client.close()
+
+
+def _lost(why: str) -> Reply:
+    return Reply("temporary", None, why)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _describe_exc(exc: BaseException) -> str:
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError):
+        return f"timed out ({_one_line(exc.message)})"
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+        return f"connection lost ({_one_line(exc.message)})"
+    if isinstance(exc, aiosmtplib.SMTPException):
+        return _one_line(exc.message)
+    return _one_line(str(exc)) or exc.__class__.__name__
+
+
+class SmtpPool:
+    """mail.connections persistent connections to mail.smtp_url."""
+
+    def __init__(self, mail: MailSettings, size: int | None = None) -> None:
+        self.target = parse_smtp_url(mail.smtp_url)
+        timeout = mail.timeout.total_seconds()
+        self.connections = [
+            SmtpConnection(self.target, timeout) for _ in range(size or mail.connections)
+        ]
+
+    async def close(self) -> None:
+        """Close every connection."""
+        await asyncio.gather(*(c.close() for c in self.connections))
+
+    async def __aenter__(self) -> SmtpPool:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+
+async def send_message(
+    mail_settings: MailSettings, message: bytes, sender: str, recipients: list[str]
+) -> None:
+    """Send one transactional message now, or raise DeliveryError naming who was refused."""
+    if not recipients:
+        raise DeliveryError("no recipients given")
+    connection = SmtpConnection(
+        parse_smtp_url(mail_settings.smtp_url), mail_settings.timeout.total_seconds()
+    )
+    try:
+        replies = await connection.send(sender, recipients, message)
+    finally:
+        await connection.close()
+    failed = [f"{address}: {r.describe()}" for address, r in replies.items() if not r.accepted]
+    if failed:
+        raise DeliveryError(f"{connection.target.describe()} refused " + "; ".join(failed))
+
+
+def sender_address(from_header: str) -> str:
+    """Return the bare address of a From value such as ``Name <a@b>``."""
+    return parseaddr(from_header)[1] or from_header.strip()

@@ -18,7 +18,12 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from publisher.errors import ConfigError
 
@@ -239,7 +244,7 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{config_path}: not UTF-8 text (byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{config_path}: {exc}") from exc
+        raise ConfigError(_describe_toml(exc, config_path)) from None
     return settings_from_mapping(data, config_path, text)
 
 
@@ -251,9 +256,23 @@ def settings_from_mapping(
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, config_path, text)) from None
+    except SettingsError as exc:
+        # Raised for an environment variable holding a section or list that is not JSON.
+        field = re.search(r'field "([^"]+)"', str(exc))
+        name = ENV_PREFIX + (field[1].upper() if field else "*")
+        raise ConfigError(f"environment variable {name}: not valid JSON") from None
     settings.config_path = config_path
     _resolve_paths(settings)
     return settings
+
+
+def _describe_toml(exc: tomllib.TOMLDecodeError, config_path: Path) -> str:
+    """Rewrite tomllib's "msg (at line N, column M)" as "path:N: msg (column M)"."""
+    message = str(exc)
+    match = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", message, re.S)
+    if match is None:
+        return f"{config_path}: invalid TOML: {message}"
+    return f"{config_path}:{match[2]}: invalid TOML: {match[1]} (column {match[3]})"
 
 
 def _describe(exc: ValidationError, config_path: Path | None, text: str) -> str:
@@ -269,29 +288,39 @@ def _describe(exc: ValidationError, config_path: Path | None, text: str) -> str:
     if env_name in os.environ:
         return f"environment variable {env_name}: {message}"
     where = str(config_path) if config_path else "settings"
-    line = _line_of(text, loc)
+    line = _line_of(text, tuple(error["loc"]))
     if line:
         where = f"{where}:{line}"
     return f"{where}: {key}: {message}"
 
 
-def _line_of(text: str, loc: list[str]) -> int | None:
-    """Find the line that sets a key, so errors point at it."""
-    if not text or not loc:
+def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
+    """Find the line that sets a key (else its table header), so errors point at it."""
+    names = [str(part) for part in loc if not isinstance(part, int)]
+    if not text or not names:
         return None
-    section, key = (loc[0], loc[-1]) if len(loc) > 1 else ("", loc[0])
-    current = ""
+    # Which [[sources]] entry: pydantic puts the list index right after the section.
+    index = next((part for part in loc if isinstance(part, int)), 0)
+    section, key = (names[0], names[-1]) if len(names) > 1 else ("", names[0])
+    current, seen, header_line = "", -1, None
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         header = re.fullmatch(r"\[\[?\s*([\w.-]+)\s*\]\]?.*", stripped)
         if header:
+            if header_line is not None and current == section and seen == index:
+                break  # left the table in question without finding the key
             current = header[1]
-            if not section and current == key:
-                return number
+            if current == section or (not section and current == key):
+                seen += 1
+                if seen == index:
+                    header_line = number
+                    if not section:
+                        return number
             continue
-        if current == section and re.match(rf"[\"']?{re.escape(key)}[\"']?\s*=", stripped):
+        in_table = current == section and (seen == index or not section)
+        if in_table and re.match(rf"[\"']?{re.escape(key)}[\"']?\s*=", stripped):
             return number
-    return None
+    return header_line
 
 
 def _resolve_paths(settings: Settings) -> None:

@@ -69,6 +69,18 @@ def expand(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
+def located(path: Path, message: str) -> str:
+    """Return ``message`` as ``path:line: reason`` (line 1 when the error has none)."""
+    name = str(path)
+    if message.startswith(name + ":"):
+        rest = message[len(name) + 1 :]
+        line, sep, _ = rest.partition(":")
+        if sep and line.isdigit():
+            return message
+        message = rest.lstrip()
+    return f"{name}:1: {message}"
+
+
 @dataclass
 class ImportOutcome:
     """One file's result: the action taken and the slug, or the error."""
@@ -136,10 +148,7 @@ async def import_files(
             action, slug = await store_draft(engine, base_url, draft, now)
             outcome = ImportOutcome(str(path), action, slug)
         except PublisherError as exc:
-            message = str(exc)
-            if not message.startswith(str(path)):
-                message = f"{path}:1: {message}"
-            outcome = ImportOutcome(str(path), "failed", error=message)
+            outcome = ImportOutcome(str(path), "failed", error=located(path, str(exc)))
         report.outcomes.append(outcome)
         if on_outcome is not None:
             on_outcome(outcome)

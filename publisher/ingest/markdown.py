@@ -37,10 +37,7 @@ def parse_markdown(source: SourceText, *, language: str, tz: ZoneInfo) -> Articl
     try:
         metadata, body = frontmatter.parse(source.text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 2 if mark is not None else 1  # +1 for 1-based, +1 for the '---'
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise InputError(f"{name}:{line}: malformed front matter: {problem}") from None
+        raise InputError(_yaml_error(name, source.text, exc)) from None
     if not isinstance(metadata, Mapping):
         raise InputError(f"{name}:1: front matter must be a mapping of keys to values")
     meta: dict[str, Any] = dict(metadata)
@@ -100,6 +97,28 @@ def parse_markdown(source: SourceText, *, language: str, tz: ZoneInfo) -> Articl
         published_at=when("date"),
         updated_at=when("updated"),
     )
+
+
+def _yaml_error(name: str, text: str, exc: yaml.YAMLError) -> str:
+    """Describe a YAML error as path:line, pointing at the construct that is broken."""
+    # An unclosed bracket or quote is reported where it opened (context_mark), not
+    # at the end of the front matter where the parser gave up (problem_mark).
+    mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "invalid YAML"
+    context = getattr(exc, "context", None)
+    if context:
+        problem = f"{context}: {problem}"
+    if mark is None:
+        return f"{name}:1: malformed front matter: {problem}"
+    # python-frontmatter hands YAML the text after the opening '---' line, starting
+    # with that line's newline, so YAML line n is file line n + 1 (plus any lines
+    # before the opening '---').
+    before = 0
+    for number, line in enumerate(text.splitlines()):
+        if line.strip().startswith("---"):
+            before = number
+            break
+    return f"{name}:{before + mark.line + 1}: malformed front matter: {problem}"
 
 
 def _line_of_key(text: str, key: str) -> int:

@@ -1,0 +1,413 @@
+"""Configuration: loading, one-line errors, env overrides, paths, `init`, `db upgrade`, --help."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import tomllib
+from datetime import time, timedelta
+from pathlib import Path
+
+import pytest
+
+from publisher import db
+from publisher.cli.init import CONFIG_TEMPLATE
+from publisher.config import DEFAULT_CONFIG, load_settings, parse_duration, setting_names
+from publisher.errors import ConfigError
+from tests.clirunner import invoke, run_module
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the caller's PUBLISHER_* variables out of these tests."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("PUBLISHER_") and name != "PUBLISHER_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+BAD_CONFIGS = [
+    pytest.param(
+        '[site]\ntitle = "T"\ncolour = "red"\n', 3, "site.colour: unknown setting", id="unknown-key"
+    ),
+    pytest.param(
+        '[site]\ntitle = "T"\n\n[sitee]\ntitle = "x"\n',
+        4,
+        "sitee: unknown setting",
+        id="unknown-section",
+    ),
+    pytest.param('title = "T"\n', 1, "title: unknown setting", id="top-level-key"),
+    pytest.param(
+        '[mail]\nconnections = "many"\n',
+        2,
+        r"mail\.connections: Input should be a valid integer.*",
+        id="wrong-type",
+    ),
+    pytest.param(
+        "[mail]\nconnections = 0\n",
+        2,
+        r"mail\.connections: Input should be greater than or equal to 1",
+        id="out-of-range",
+    ),
+    pytest.param(
+        '[site]\n# where we are\ntimezone = "Mars/Olympus"\n',
+        3,
+        r"site\.timezone: unknown time zone: 'Mars/Olympus'.*",
+        id="bad-timezone",
+    ),
+    pytest.param(
+        '[mail]\nretry_initial = "60s"\nretry_for = "soon"\n',
+        3,
+        r"mail\.retry_for: not a duration: 'soon' \(use e\.g\. 90s, 15m, 24h, 7d\)",
+        id="bad-duration",
+    ),
+    pytest.param(
+        '[site]\nbase_url = "news.example.org"\n',
+        2,
+        r"site\.base_url: must be an absolute http\(s\) URL, got 'news\.example\.org'",
+        id="bad-base-url",
+    ),
+    pytest.param(
+        '[site]\nbase_url = "ftp://news.example.org"\n',
+        2,
+        r"site\.base_url: must be an absolute http\(s\) URL.*",
+        id="non-http-base-url",
+    ),
+    pytest.param(
+        '[digest]\nsend_time = "25:00"\n',
+        2,
+        r"digest\.send_time: not a time of day: '25:00'.*",
+        id="bad-send-time",
+    ),
+    pytest.param(
+        '[digest]\nweekly_day = "monday"\n',
+        2,
+        r"digest\.weekly_day: Input should be 'mon', .*",
+        id="bad-weekday",
+    ),
+    pytest.param(
+        '[database]\nurl = "mysql://localhost/db"\n',
+        2,
+        r"database\.url: must be a sqlite:/// or postgresql:// URL.*",
+        id="bad-database-url",
+    ),
+    pytest.param(
+        '[mail]\nsmtp_url = "mail.example.org:25"\n',
+        2,
+        r"mail\.smtp_url: must start with smtp:// or smtps://.*",
+        id="bad-smtp-url",
+    ),
+    pytest.param(
+        '[[sources]]\nurl = "https://a.example/feed.xml"\ntags = "partner"\n',
+        3,
+        r"sources\.tags: Input should be a valid list",
+        id="sources-tags-not-list",
+    ),
+    pytest.param(
+        '[site]\ntitle = "T"\n\n[[sources]]\ntags = ["x"]\n',
+        4,
+        r"sources\.url: Field required",
+        id="sources-missing-url",
+    ),
+    pytest.param(
+        '[[sources]]\nurl = "https://a.example/"\n\n[[sources]]\nurl = "https://b.example/"\n'
+        'tags = "x"\n',
+        6,
+        r"sources\.tags: Input should be a valid list",
+        id="second-source",
+    ),
+    pytest.param(
+        '[[sources]]\nurl = "https://a.example/"\n[[sources]]\ntags = []\n[site]\ntitle = "T"\n',
+        3,
+        r"sources\.url: Field required",
+        id="second-source-missing-url",
+    ),
+    pytest.param(
+        '[site]\ntitle = "unterminated\n',
+        2,
+        r"invalid TOML: .*",
+        id="toml-syntax",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "reason"), BAD_CONFIGS)
+def test_bad_config_is_one_line_naming_file_line_and_key(
+    text: str, line: int, reason: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write(tmp_path / "site" / DEFAULT_CONFIG, text)
+    result = invoke(capsys, "--config", config, "articles", "list")
+    assert result.exit_code == 2
+    assert len(result.error_lines) == 1, result.stderr
+    prefix = f"error: {config}:{line}: "
+    assert result.error_lines[0].startswith(prefix), result.stderr
+    assert re.fullmatch(reason, result.error_lines[0].removeprefix(prefix)), result.stderr
+    assert result.stdout == ""
+
+
+def test_missing_file_in_a_subprocess_has_no_traceback(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / DEFAULT_CONFIG
+    result = run_module("--config", missing, "articles", "list")
+    assert result.exit_code == 2
+    assert result.error_lines == [
+        f"error: {missing}: no such configuration file (run `publisher init` to create one)"
+    ]
+
+
+def test_bad_value_in_a_subprocess_has_no_traceback_unless_debug(tmp_path: Path) -> None:
+    config = write(tmp_path / DEFAULT_CONFIG, '[mail]\nretry_for = "soon"\n')
+    plain = run_module("--config", config, "db", "upgrade")
+    assert plain.exit_code == 2
+    assert len(plain.error_lines) == 1
+    assert plain.error_lines[0].startswith(f"error: {config}:2: mail.retry_for: not a duration")
+    debug = run_module("--debug", "--config", config, "db", "upgrade")
+    assert debug.exit_code != 0
+    assert "Traceback" in debug.stderr
+    assert "ConfigError" in debug.stderr
+
+
+def test_default_config_is_found_in_the_working_folder_and_via_env(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke(capsys, "articles", "list")
+    assert result.exit_code == 2
+    assert result.error_lines == [
+        f"error: {tmp_path / DEFAULT_CONFIG}: no such configuration file "
+        "(run `publisher init` to create one)"
+    ]
+    other = write(tmp_path / "elsewhere" / "site.toml", "[site\n")
+    monkeypatch.setenv("PUBLISHER_CONFIG", str(other))
+    result = invoke(capsys, "articles", "list")
+    assert result.error_lines[0].startswith(f"error: {other}:1: invalid TOML")
+
+
+def test_non_utf8_config(tmp_path: Path) -> None:
+    config = tmp_path / DEFAULT_CONFIG
+    config.write_bytes(b'[site]\ntitle = "Caf\xe9"\n')
+    with pytest.raises(ConfigError, match=r"not UTF-8 text"):
+        load_settings(config)
+
+
+def test_env_overrides_file_and_bad_env_names_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(
+        tmp_path / DEFAULT_CONFIG,
+        '[mail]\nsmtp_url = "smtp://127.0.0.1:1025"\nconnections = 2\n[site]\ntitle = "File"\n',
+    )
+    monkeypatch.setenv("PUBLISHER_MAIL__SMTP_URL", "smtps://user:pw@mail.example.org:465")
+    monkeypatch.setenv("PUBLISHER_DIGEST__SEND_TIME", "06:30")
+    monkeypatch.setenv("PUBLISHER_WEB__SECRET_KEY", "from-env")
+    settings = load_settings(config)
+    assert settings.mail.smtp_url == "smtps://user:pw@mail.example.org:465"
+    assert settings.mail.connections == 2  # the rest of the section still comes from the file
+    assert settings.site.title == "File"
+    assert settings.digest.send_time == time(6, 30)
+    assert settings.web.secret_key == "from-env"
+
+    monkeypatch.setenv("PUBLISHER_MAIL__SMTP_URL", "mail.example.org")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert str(caught.value).startswith(
+        "environment variable PUBLISHER_MAIL__SMTP_URL: must start with smtp://"
+    )
+    monkeypatch.delenv("PUBLISHER_MAIL__SMTP_URL")
+    monkeypatch.setenv("PUBLISHER_SOURCES", "[{not json")
+    with pytest.raises(
+        ConfigError, match=r"^environment variable PUBLISHER_SOURCES: not valid JSON$"
+    ):
+        load_settings(config)
+
+
+def test_env_override_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write(tmp_path / DEFAULT_CONFIG, "[site]\n")
+    monkeypatch.setenv("PUBLISHER_SITE__TIMEZONE", "Pluto/Base")
+    result = run_module("--config", config, "articles", "list")
+    assert result.exit_code == 2
+    assert result.error_lines == [
+        "error: environment variable PUBLISHER_SITE__TIMEZONE: unknown time zone: "
+        "'Pluto/Base' (use an IANA name like Asia/Jakarta)"
+    ]
+
+
+def test_relative_paths_resolve_against_the_config_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    config = write(
+        site / DEFAULT_CONFIG,
+        '[site]\ntemplates_dir = "my-templates"\n'
+        '[database]\nurl = "sqlite:///data/pub.db"\n'
+        '[mail]\ndkim_key_file = "keys/dkim.pem"\n',
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    settings = load_settings(Path("..") / "site" / DEFAULT_CONFIG)
+    assert settings.config_path == config
+    assert settings.database.url == f"sqlite:///{site / 'data' / 'pub.db'}"
+    assert settings.site.templates_dir == site / "my-templates"
+    assert settings.mail.dkim_key_file == site / "keys" / "dkim.pem"
+
+    result = invoke(capsys, "--config", Path("..") / "site" / DEFAULT_CONFIG, "db", "upgrade")
+    assert result.exit_code == 0, result.stderr
+    assert (site / "data" / "pub.db").is_file()
+    assert not (elsewhere / "data").exists()
+
+    absolute = tmp_path / "abs.db"
+    write(config, f'[database]\nurl = "sqlite:///{absolute}"\n')
+    assert load_settings(config).database.url == f"sqlite:///{absolute}"
+
+
+def test_durations() -> None:
+    assert parse_duration("90s") == timedelta(seconds=90)
+    assert parse_duration("15m") == timedelta(minutes=15)
+    assert parse_duration("24h") == timedelta(hours=24)
+    assert parse_duration("7d") == timedelta(days=7)
+    assert parse_duration("2w") == timedelta(weeks=2)
+    assert parse_duration("1.5h") == timedelta(minutes=90)
+    assert parse_duration("250ms") == timedelta(milliseconds=250)
+    assert parse_duration(45) == timedelta(seconds=45)
+    assert parse_duration("45") == timedelta(seconds=45)
+    for bad in ("soon", "-5s", "5 years", "", True):
+        with pytest.raises(ValueError, match="not a duration"):
+            parse_duration(bad)
+
+
+def test_init_writes_commented_config_and_creates_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "news"
+    result = invoke(
+        capsys,
+        "init",
+        target,
+        "--title",
+        'Kabar "Timur"',
+        "--base-url",
+        "https://kabar.example.id/",
+        "--language",
+        "en",
+        "--timezone",
+        "Asia/Makassar",
+    )
+    assert result.exit_code == 0, result.stderr
+    config = target / DEFAULT_CONFIG
+    text = config.read_text(encoding="utf-8")
+    assert sum(1 for line in text.splitlines() if line.lstrip().startswith("#")) >= 10
+    assert "PUBLISHER_MAIL__SMTP_URL" in text  # the env rule is explained in the file
+    data = tomllib.loads(text)
+    assert data["site"]["title"] == 'Kabar "Timur"'
+    assert data["site"]["language"] == "en"
+    assert data["site"]["timezone"] == "Asia/Makassar"
+    secret = data["web"]["secret_key"]
+    assert len(secret) >= 32
+
+    settings = load_settings(config)
+    assert settings.site.base_url == "https://kabar.example.id"
+    assert settings.database.url == f"sqlite:///{target / 'publisher.db'}"
+    assert db.current_revision(settings.database.url) == db.head_revision()
+    with sqlite3.connect(target / "publisher.db") as connection:
+        tables = {row[0] for row in connection.execute("select name from sqlite_master")}
+        assert {"articles", "article_tags", "subscribers", "site_state"} <= tables
+
+    second = invoke(capsys, "init", tmp_path / "other")
+    assert second.exit_code == 0, second.stderr
+    other = tomllib.loads((tmp_path / "other" / DEFAULT_CONFIG).read_text(encoding="utf-8"))
+    assert other["web"]["secret_key"] != secret
+    assert other["site"]["timezone"] == "Asia/Jakarta"
+    assert other["site"]["language"] == "id"
+
+    again = invoke(capsys, "init", target)
+    assert again.exit_code == 2
+    assert again.error_lines == [
+        f"error: {config}: already exists; remove it or choose another folder"
+    ]
+    assert load_settings(config).web.secret_key == secret  # not overwritten
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--timezone", "Asia/Atlantis"],
+            r"error: --timezone: unknown time zone: 'Asia/Atlantis'.*",
+        ),
+        (["--base-url", "kabar.example.id"], r"error: .*site\.base_url: must be an absolute.*"),
+        (["--language", "Bahasa Indonesia"], r"error: .*site\.language: not a language tag.*"),
+    ],
+)
+def test_init_rejects_bad_flags_without_writing(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = invoke(capsys, "init", tmp_path / "x", *flags)
+    assert result.exit_code == 2
+    assert len(result.error_lines) == 1
+    assert re.fullmatch(message, result.error_lines[0]), result.stderr
+    assert not (tmp_path / "x" / DEFAULT_CONFIG).exists()
+
+
+def test_template_mentions_every_user_facing_section() -> None:
+    for section in (
+        "[site]",
+        "[database]",
+        "[mail]",
+        "[digest]",
+        "[web]",
+        "[feeds]",
+        "[[sources]]",
+    ):
+        assert section in CONFIG_TEMPLATE
+    assert {name.split(".")[0] for name in setting_names()} == {
+        "site",
+        "database",
+        "mail",
+        "digest",
+        "web",
+        "feeds",
+        "sources",
+    }
+
+
+def test_db_upgrade(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write(tmp_path / DEFAULT_CONFIG, '[database]\nurl = "sqlite:///store/p.db"\n')
+    first = invoke(capsys, "--config", config, "db", "upgrade")
+    assert first.exit_code == 0, first.stderr
+    head = db.head_revision()
+    assert first.stdout.strip() == f"database upgraded from empty to {head}"
+    assert db.current_revision(f"sqlite:///{tmp_path / 'store' / 'p.db'}") == head
+    second = invoke(capsys, "--config", config, "db", "upgrade")
+    assert second.stdout.strip() == f"database already at {head}"
+
+
+def test_db_upgrade_on_postgres(postgres_server: str | None, tmp_path: Path) -> None:
+    if postgres_server is None:
+        pytest.skip("PostgreSQL not available (set PUBLISHER_TEST_POSTGRES_URL)")
+    from tests.services import fresh_postgres_database
+
+    url = fresh_postgres_database(postgres_server)
+    config = write(tmp_path / DEFAULT_CONFIG, f'[database]\nurl = "{url}"\n')
+    result = run_module("--config", config, "db", "upgrade")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == f"database upgraded from empty to {db.head_revision()}"
+    assert db.current_revision(url) == db.head_revision()
+
+
+def test_help_and_version() -> None:
+    result = run_module("--help")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("Usage: publisher [OPTIONS] COMMAND [ARGS]...")
+    for command in ("init", "db", "articles", "demo"):
+        assert re.search(rf"^\s+{command}\s", result.stdout, re.M), command
+    assert "--config" in result.stdout
+    version = run_module("--version")
+    assert version.exit_code == 0
+    assert re.fullmatch(r"publisher, version \d+\.\d+\.\d+\S*\n", version.stdout)

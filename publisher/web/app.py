@@ -2,29 +2,73 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from publisher.feeds.documents import FeedBuilder
+from publisher.feeds.websub import Pinger
 from publisher.site import Site
+from publisher.web import feeds, pages
+from publisher.web.cache import ContentCache
 from publisher.web.templating import PageRenderer, render_page
 
 
-def create_app(site: Site) -> FastAPI:
+def create_app(site: Site, *, poll_interval: float = 1.0) -> FastAPI:
     """Return the web app serving ``site``."""
-    app = FastAPI(title=site.settings.site.title, docs_url=None, redoc_url=None, openapi_url=None)
+    cache = ContentCache(site, poll_interval=poll_interval)
+    pinger = Pinger(site.settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await cache.start()
+        try:
+            yield
+        finally:
+            await cache.stop()
+            await pinger.aclose()
+            await site.aclose()
+
+    app = FastAPI(
+        title=site.settings.site.title,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    renderer = PageRenderer(site.settings)
     app.state.site = site
-    app.state.pages = PageRenderer(site.settings)
+    app.state.pages = renderer
+    app.state.cache = cache
+    app.state.feed_builder = FeedBuilder(site.settings)
+    app.state.page_builder = pages.Pages(site, renderer)
+    # Tell the WebSub hub when any process (CLI import, worker) changes the content.
+    cache.on_change(lambda _version: pinger.publish_site())
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "content_version": cache.version,
+                "builds": cache.builds,
+                "cached": len(cache),
+            },
+            headers={"Cache-Control": "no-store"},
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
-            return render_page(request, "404.html", {}, status_code=404)
+            return render_page(
+                request, "404.html", {}, status_code=404, headers={"Cache-Control": "no-store"}
+            )
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
+    app.include_router(feeds.router)
+    app.include_router(pages.router)
     # Routers from other modules are included here, one line each.
     return app

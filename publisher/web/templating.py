@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gettext
-import importlib
 from typing import Any
 
 from fastapi import Request
@@ -11,18 +9,10 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from publisher.config import Settings
+from publisher.render.i18n import translations
 from publisher.resources import template_dirs
 
 HTML_TYPE = "text/html; charset=utf-8"
-
-
-def _translations(language: str) -> gettext.NullTranslations:
-    try:
-        i18n = importlib.import_module("publisher.render.i18n")
-    except ImportError:  # the rendering helper's module has not landed yet
-        return gettext.NullTranslations()
-    found: gettext.NullTranslations = i18n.translations(language, "web")
-    return found
 
 
 class PageRenderer:
@@ -46,7 +36,7 @@ class PageRenderer:
                 trim_blocks=True,
                 lstrip_blocks=True,
             )
-            env.install_gettext_translations(_translations(language), newstyle=True)  # type: ignore[attr-defined]
+            env.install_gettext_translations(translations(language, "web"), newstyle=True)  # type: ignore[attr-defined]
             env.globals["site"] = self.settings.site
             self._environments[language] = env
         return env

@@ -1,0 +1,62 @@
+"""Run the web app on uvicorn (the only uvicorn import)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from publisher.errors import PublisherError
+from publisher.site import Site
+from publisher.web.app import create_app
+
+
+def _config(
+    site: Site, host: str, port: int, *, access_log: bool, **options: object
+) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(site, **options),  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        access_log=access_log,
+        log_level="info",
+        server_header=False,
+        proxy_headers=True,
+        lifespan="on",
+    )
+
+
+def serve(
+    site: Site, host: str = "127.0.0.1", port: int = 8000, *, access_log: bool = True
+) -> None:
+    """Serve ``site`` until interrupted."""
+    server = uvicorn.Server(_config(site, host, port, access_log=access_log))
+    server.run()
+    if not server.started:
+        raise PublisherError(f"cannot serve on {host}:{port} (is the port in use?)")
+
+
+@contextmanager
+def running(
+    site: Site, host: str = "127.0.0.1", port: int = 0, *, poll_interval: float = 1.0
+) -> Iterator[str]:
+    """Run the server in a thread with its own event loop; yield its base URL."""
+    config = _config(site, host, port, access_log=False, poll_interval=poll_interval)
+    config.log_level = "warning"
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="publisher-web", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise PublisherError(f"web server did not start on {host}:{port}")
+        time.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()
+    try:
+        yield f"http://{bound[0]}:{bound[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(15)

@@ -8,8 +8,9 @@ import click
 
 from publisher import __version__
 from publisher.cli import articles, database, demo, init, mailsink
-from publisher.cli import schedule as schedule_cli
+from publisher.cli import digest as digest_cli
 from publisher.cli import feed as feed_cli
+from publisher.cli import schedule as schedule_cli
 from publisher.cli import serve as serve_cli
 from publisher.cli.context import CliContext
 from publisher.errors import PublisherError
@@ -31,7 +32,17 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     ctx.obj = CliContext(config_path=config_path, debug=debug)
 
 
-for module in (init, database, articles, demo, mailsink, feed_cli, serve_cli, schedule_cli):
+for module in (
+    init,
+    database,
+    articles,
+    demo,
+    mailsink,
+    feed_cli,
+    serve_cli,
+    schedule_cli,
+    digest_cli,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -1,0 +1,176 @@
+"""`publisher digest`: the digest command group and `digest preview`.
+
+Delivery adds `send` and `status` to this group from its own module (digest.add_command).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+
+from publisher.cli.context import CliContext, console, pass_cli, run
+from publisher.content.models import Article
+from publisher.content.store import ArticleStore
+from publisher.db import transaction
+from publisher.errors import NotFoundError, UsageError
+from publisher.render.digest import Digest, render_digest
+from publisher.render.message import Recipient, build_digest_template
+from publisher.site import Site
+
+
+@click.group("digest")
+def digest() -> None:
+    """Preview, send and inspect email digests."""
+
+
+@dataclass
+class PreviewReader:
+    """Who the preview is addressed to."""
+
+    email: str
+    name: str
+    language: str
+    timezone: str
+    frequency: str
+    unsubscribe_url: str
+    preferences_url: str
+
+
+async def next_digest_articles(site: Site, frequency: str = "daily") -> tuple[list[Article], int]:
+    """Return what the next digest would carry: the last period's articles, else the latest."""
+    limit = site.settings.digest.max_articles
+    now = site.clock.now()
+    period = timedelta(days=7) if frequency == "weekly" else timedelta(days=1)
+    async with transaction(site.engine) as session:
+        store = ArticleStore(session, site.settings.site.base_url)
+        recent = await store.published_between(now - period, now, limit=limit + 1000)
+        if recent:
+            return recent[:limit], len(recent) - min(len(recent), limit)
+        return await store.latest(limit), 0
+
+
+async def _reader(site: Site, email: str | None, language: str | None) -> PreviewReader:
+    settings = site.settings
+    base = settings.site.base_url
+    if email is None:
+        return PreviewReader(
+            email="reader@example.org",
+            name="",
+            language=language or settings.site.language,
+            timezone=settings.site.timezone,
+            frequency="daily",
+            unsubscribe_url=f"{base}/unsubscribe/preview",
+            preferences_url=f"{base}/preferences/preview",
+        )
+    from subscribers import repository
+    from subscribers.errors import TokenError
+    from subscribers.tokens import Tokens
+
+    async with transaction(site.engine) as session:
+        subscriber = await repository.get_by_email(session, email)
+    if subscriber is None:
+        raise NotFoundError(f"no subscriber with address {email!r}")
+    try:
+        tokens = Tokens(settings.web.secret_key)
+        unsubscribe = f"{base}/unsubscribe/{tokens.unsubscribe(subscriber.id)}"
+        preferences = f"{base}/preferences/{tokens.preferences(subscriber.id)}"
+    except TokenError:
+        # Without a usable web.secret_key there are no real links; show where they go.
+        unsubscribe, preferences = f"{base}/unsubscribe/preview", f"{base}/preferences/preview"
+    return PreviewReader(
+        email=subscriber.email,
+        name=subscriber.name,
+        language=language or subscriber.language or settings.site.language,
+        timezone=subscriber.timezone or settings.site.timezone,
+        frequency=subscriber.frequency or "daily",
+        unsubscribe_url=unsubscribe,
+        preferences_url=preferences,
+    )
+
+
+async def write_preview(
+    site: Site, out: Path, *, language: str | None, subscriber: str | None
+) -> list[Path]:
+    """Render the next digest for one reader into out/digest.{html,txt,eml}."""
+    reader = await _reader(site, subscriber, language)
+    try:
+        zone = ZoneInfo(reader.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = site.settings.tz
+    articles, more = await next_digest_articles(site, reader.frequency)
+    if not articles:
+        raise NotFoundError("no published articles: nothing to preview (add some first)")
+    local_date = site.clock.now().astimezone(zone).date()
+    edition_key = f"{reader.frequency}:{local_date.isoformat()}"
+    compiled = render_digest(
+        site.settings,
+        Digest(
+            articles=articles,
+            language=reader.language,
+            edition_key=edition_key,
+            edition_date=local_date,
+            tz=zone,
+            more_count=more,
+            frequency=reader.frequency,
+        ),
+    )
+    host = urlsplit(site.settings.site.base_url).hostname or "localhost"
+    recipient = Recipient(
+        email=reader.email,
+        name=reader.name,
+        unsubscribe_url=reader.unsubscribe_url,
+        preferences_url=reader.preferences_url,
+        message_id=f"<preview.{edition_key.replace(':', '.')}@{host}>",
+        language=compiled.language,
+    )
+    message = build_digest_template(site.settings, compiled, clock=site.clock).personalize(
+        recipient
+    )
+    html, text = compiled.fill(
+        {
+            "greeting": compiled.greeting(reader.name),
+            "email": reader.email,
+            "unsubscribe_url": reader.unsubscribe_url,
+            "preferences_url": reader.preferences_url,
+        }
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "digest.html", out / "digest.txt", out / "digest.eml"]
+    contents = [html.encode("utf-8"), text.encode("utf-8"), message]
+    for path, content in zip(paths, contents, strict=True):
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_bytes(content)
+        temporary.replace(path)
+    return paths
+
+
+@digest.command("preview")
+@click.option("--lang", "language", default=None, help="Language (default: the reader's).")
+@click.option("--subscriber", default=None, help="Render for this subscriber's address.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder for digest.html, digest.txt and digest.eml.",
+)
+@pass_cli
+def preview(cli: CliContext, language: str | None, subscriber: str | None, out: Path) -> None:
+    """Write the next digest as HTML, text and a complete .eml, and print their paths."""
+    if language is not None and not language.strip():
+        raise UsageError("--lang must not be empty")
+    site = cli.site()
+
+    async def work(site: Site) -> list[Path]:
+        return await write_preview(site, out, language=language, subscriber=subscriber)
+
+    for path in run(site, work):
+        console.print(str(path.resolve()), markup=False)
+
+
+COMMANDS = [digest]

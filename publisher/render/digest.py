@@ -1,0 +1,299 @@
+"""Render a digest once per variant: Jinja → MJML → HTML (+ inlined CSS) and plain text."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from publisher.config import Settings
+from publisher.content.models import Article
+from publisher.content.sanitize import clean_line
+from publisher.render import plaintext
+from publisher.render.i18n import choose_language, long_date, translations
+from publisher.render.mjml import compile_mjml
+from publisher.render.templates import environment, render, template_source
+
+DIGEST_TEMPLATE = "digest.mjml.j2"
+#: Gmail clips messages at about 102 KB; stay under this many bytes of HTML.
+HTML_LIMIT = 100_000
+#: The lead image's display width: 600 px body minus 24 px padding either side.
+IMAGE_WIDTH = 552
+#: Assumed aspect ratio (3:2) when an article does not say how big its image is.
+DEFAULT_IMAGE_RATIO = (3, 2)
+COMPACT_SUMMARY = 240
+TITLE_MAX = 300
+SUMMARY_MAX = 1200
+
+#: Per-reader values: every compiled email carries one random token for each.
+SLOTS = ("greeting", "email", "unsubscribe_url", "preferences_url", "action_url")
+
+COLORS = {
+    "page": "#f1f1ef",
+    "card": "#ffffff",
+    "text": "#1d1d1f",
+    "muted": "#5c6066",
+    "link": "#0b57d0",
+    "rule": "#d9d9d6",
+    "dark_page": "#121212",
+    "dark_card": "#1e1f21",
+    "dark_text": "#e8e8e6",
+    "dark_muted": "#a9abb0",
+    "dark_link": "#8ab4f8",
+}
+
+
+@dataclass
+class Digest:
+    """One edition's content for one variant: articles, language and the reader-local date."""
+
+    articles: list[Article]
+    language: str
+    edition_key: str
+    edition_date: date
+    tz: ZoneInfo
+    more_count: int = 0
+    frequency: str = "daily"
+    #: "View in browser" / "more on our website" target; the site's home page when empty.
+    web_url: str = ""
+
+
+@dataclass(frozen=True)
+class CompiledDigest:
+    """A rendered variant: subject, HTML and text holding one token per reader slot."""
+
+    subject: str
+    html: str
+    text: str
+    language: str
+    edition_key: str
+    frequency: str
+    #: slot name → the random token standing for it in ``html`` and ``text``.
+    tokens: Mapping[str, str]
+    #: Translated greetings: with a ``%(name)s`` and without a name.
+    greeting_named: str
+    greeting_anonymous: str
+    #: How many articles were shortened to title and summary to stay under HTML_LIMIT.
+    compacted: int = 0
+    article_ids: tuple[int, ...] = ()
+
+    def greeting(self, name: str) -> str:
+        """Return the greeting line for a reader's (already cleaned) name."""
+        return self.greeting_named % {"name": name} if name else self.greeting_anonymous
+
+    def fill(self, values: Mapping[str, str]) -> tuple[str, str]:
+        """Return (html, text) with the slots replaced, HTML-escaped in the HTML (for previews)."""
+        from html import escape
+
+        html, text = self.html, self.text
+        for slot, token in self.tokens.items():
+            value = values.get(slot, "")
+            html = html.replace(token, escape(value, quote=True))
+            text = text.replace(token, value)
+        return html, text
+
+
+@dataclass(frozen=True)
+class ImageView:
+    """The lead image as the template shows it."""
+
+    url: str
+    width: int
+    height: int
+    alt: str
+    caption: str
+    credit: str
+
+
+@dataclass(frozen=True)
+class ArticleView:
+    """An article reduced to what an email shows, cleaned of line breaks and controls."""
+
+    title: str
+    summary: str
+    url: str
+    byline: str
+    image: ImageView | None = None
+    compact: bool = False
+
+
+@dataclass
+class _Variant:
+    settings: Settings
+    digest: Digest
+    tokens: dict[str, str] = field(default_factory=dict)
+
+
+def new_tokens() -> dict[str, str]:
+    """Mint one unguessable, markup-neutral token per slot (letters and digits only)."""
+    nonce = secrets.token_hex(8)
+    return {slot: f"pub{nonce}{slot.replace('_', '')}x" for slot in SLOTS}
+
+
+def article_url(settings: Settings, article: Article) -> str:
+    """Return where "read more" goes: the canonical URL, else the article's page on this site."""
+    if article.canonical_url:
+        return article.canonical_url
+    return f"{settings.site.base_url}/articles/{quote(article.slug)}"
+
+
+def _truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0]
+    return (cut if len(cut) > limit // 2 else text[:limit]).rstrip(" ,.;:") + "…"
+
+
+def _image(article: Article) -> ImageView | None:
+    if not article.image_url:
+        return None
+    if article.image_width > 0 and article.image_height > 0:
+        width = min(article.image_width, IMAGE_WIDTH)
+        height = max(1, round(width * article.image_height / article.image_width))
+    else:
+        width = IMAGE_WIDTH
+        height = round(IMAGE_WIDTH * DEFAULT_IMAGE_RATIO[1] / DEFAULT_IMAGE_RATIO[0])
+    caption = clean_line(article.image_caption)
+    return ImageView(
+        url=article.image_url,
+        width=width,
+        height=height,
+        alt=_truncate(caption or clean_line(article.title), 250),
+        caption=caption,
+        credit=clean_line(article.image_credit),
+    )
+
+
+def article_view(settings: Settings, article: Article, *, lead: bool, compact: bool) -> ArticleView:
+    """Build what the templates show of one article."""
+    summary = clean_line(article.summary)
+    return ArticleView(
+        title=_truncate(clean_line(article.title), TITLE_MAX),
+        summary=_truncate(summary, COMPACT_SUMMARY if compact else SUMMARY_MAX),
+        url=article_url(settings, article),
+        byline=clean_line(article.author),
+        image=_image(article) if lead else None,
+        compact=compact,
+    )
+
+
+def render_digest(settings: Settings, digest: Digest) -> CompiledDigest:
+    """Render one digest variant to HTML and text with per-reader placeholders.
+
+    Called once per (article set × language × template), never per reader. When the HTML
+    would pass HTML_LIMIT, articles from the end are shortened to title and summary.
+    """
+    language = choose_language(digest.language, settings.site.language)
+    digest = replace(digest, language=language)
+    tokens = new_tokens()
+    env = environment(settings.site.templates_dir, language)
+    source, path = template_source(env, DIGEST_TEMPLATE)
+    full = len(digest.articles)
+    context = _context(settings, digest, tokens, full_count=full)
+    html = compile_mjml(render(env, DIGEST_TEMPLATE, context), template=path, template_text=source)
+    full_count = full
+    while len(html.encode("utf-8")) > HTML_LIMIT and full_count > 1:
+        # Shorten from the end, one article at a time, keeping the lead whole.
+        full_count -= 1
+        context = _context(settings, digest, tokens, full_count=full_count)
+        html = compile_mjml(render(env, DIGEST_TEMPLATE, context), template=path)
+    kept = len(digest.articles)
+    while len(html.encode("utf-8")) > HTML_LIMIT and kept > 1:
+        # Even titles and summaries do not fit: list fewer and link to the rest.
+        kept = max(1, kept * 3 // 4)
+        context = _context(settings, digest, tokens, full_count=0, keep=kept)
+        html = compile_mjml(render(env, DIGEST_TEMPLATE, context), template=path)
+    text = plaintext.digest_text(context)
+    return CompiledDigest(
+        subject=context["subject"],
+        html=html,
+        text=text,
+        language=language,
+        edition_key=digest.edition_key,
+        frequency=digest.frequency,
+        tokens=tokens,
+        greeting_named=context["greeting_named"],
+        greeting_anonymous=context["greeting_anonymous"],
+        compacted=context["compacted"],
+        article_ids=tuple(a.id for a in digest.articles if a.id is not None),
+    )
+
+
+def _context(
+    settings: Settings,
+    digest: Digest,
+    tokens: Mapping[str, str],
+    *,
+    full_count: int,
+    keep: int | None = None,
+) -> dict[str, Any]:
+    catalog = translations(digest.language, "email")
+    _ = catalog.gettext
+    articles: Sequence[Article] = digest.articles if keep is None else digest.articles[:keep]
+    more_count = digest.more_count + (len(digest.articles) - len(articles))
+    views = [
+        article_view(settings, article, lead=index == 0, compact=index >= max(full_count, 1))
+        for index, article in enumerate(articles)
+    ]
+    lead = views[0] if views else None
+    site_title = clean_line(settings.site.title) or "Publisher"
+    if lead is not None:
+        subject = _("%(site)s: %(headline)s") % {"site": site_title, "headline": lead.title}
+    else:
+        subject = site_title
+    subject = _truncate(subject, 200)
+    frequency = _("daily") if digest.frequency == "daily" else _("weekly")
+    preheader = lead.summary if lead is not None else ""
+    return {
+        "language": digest.language,
+        "subject": subject,
+        "preheader": _truncate(preheader, 140),
+        "date_line": long_date(digest.edition_date, digest.language),
+        "site": {
+            "title": site_title,
+            "url": settings.site.base_url + "/",
+            "postal_address": clean_line(settings.mail.postal_address),
+        },
+        "colors": COLORS,
+        "greeting": tokens["greeting"],
+        "greeting_named": _("Hello, %(name)s!"),
+        "greeting_anonymous": _("Hello!"),
+        "intro": (
+            _("Here is your daily digest.")
+            if digest.frequency == "daily"
+            else _("Here is your weekly digest.")
+        ),
+        "email": tokens["email"],
+        "why": _(
+            "You are receiving this email because you subscribed to the %(frequency)s "
+            "digest of %(site)s with this address:"
+        )
+        % {"frequency": frequency, "site": site_title},
+        "lead": lead,
+        "rest": views[1:],
+        "more_count": more_count,
+        "compacted": sum(1 for view in views if view.compact),
+        "links": {
+            "unsubscribe": tokens["unsubscribe_url"],
+            "preferences": tokens["preferences_url"],
+            "web": digest.web_url or settings.site.base_url + "/",
+        },
+        "labels": {
+            "read_more": _("Read more"),
+            "links": _("Links"),
+            "unsubscribe": _("Unsubscribe"),
+            "preferences": _("Manage preferences"),
+            "web": _("View in browser"),
+            "more": catalog.ngettext(
+                "%(num)d more article on our website",
+                "%(num)d more articles on our website",
+                more_count,
+            )
+            % {"num": more_count},
+            "full": _("Read the full digest on our website"),
+        },
+    }

@@ -8,10 +8,12 @@ import click
 
 from publisher import __version__
 from publisher.cli import articles, database, demo, init, mailsink
+from publisher.cli import bounces as bounces_cli
 from publisher.cli import digest as digest_cli
 from publisher.cli import feed as feed_cli
 from publisher.cli import schedule as schedule_cli
 from publisher.cli import serve as serve_cli
+from publisher.cli import subscribers as subscribers_cli
 from publisher.cli.context import CliContext
 from publisher.errors import PublisherError
 
@@ -42,6 +44,8 @@ for module in (
     serve_cli,
     schedule_cli,
     digest_cli,
+    subscribers_cli,
+    bounces_cli,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

@@ -144,6 +144,15 @@ def send_instant(local_date: date, send_time: time, tz: ZoneInfo) -> datetime:
     return high
 
 
+def day_start(local_date: date, tz: ZoneInfo) -> datetime:
+    """Return the UTC instant a local date begins in ``tz`` (its first wall-clock moment).
+
+    A reader whose previous digest went out at or after this instant has already
+    had a digest during that local date, whichever zone they were in at the time.
+    """
+    return send_instant(local_date, time(0, 0), tz)
+
+
 def is_send_day(frequency: str, local_date: date, schedule: Schedule) -> bool:
     """Tell whether a reader-local date carries a digest of this frequency."""
     if frequency == DAILY:

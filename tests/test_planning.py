@@ -16,6 +16,7 @@ from publisher.planning import (
     WEEKLY,
     DueGroup,
     Schedule,
+    day_start,
     due_date,
     due_groups,
     effective_zone,
@@ -285,3 +286,15 @@ def test_due_rule_properties(tz_name: str, now: datetime, send: time) -> None:
     assert upcoming_instant > now
     assert upcoming_instant.astimezone(tz).date() == day
     assert day >= today
+
+
+def test_day_start_handles_midnight_gaps() -> None:
+    assert day_start(date(2026, 11, 25), zone("Asia/Jakarta")) == datetime(
+        2026, 11, 24, 17, tzinfo=UTC
+    )
+    # America/Santiago springs forward at midnight: 2026-09-06 begins at 01:00 local.
+    start = day_start(date(2026, 9, 6), zone("America/Santiago"))
+    assert start.astimezone(zone("America/Santiago")).date() == date(2026, 9, 6)
+    assert (start - timedelta(minutes=1)).astimezone(zone("America/Santiago")).date() == date(
+        2026, 9, 5
+    )

@@ -78,6 +78,7 @@ class Article(Base):
     __table_args__ = (
         sa.Index("ix_articles_status_published", "status", "published_at", "id"),
         sa.Index("ix_articles_author_published", "author_slug", "status", "published_at", "id"),
+        sa.Index("ix_articles_origin", "origin"),
     )
 
     @property

@@ -11,9 +11,44 @@ _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MAX_LENGTH = 80
 
 
+# Letters NFKD does not decompose into ASCII.
+_LETTERS = str.maketrans(
+    {
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "AE",
+        "ø": "o",
+        "Ø": "O",
+        "đ": "d",
+        "Đ": "D",
+        "ł": "l",
+        "Ł": "L",
+        "œ": "oe",
+        "Œ": "OE",
+        "þ": "th",
+        "Þ": "TH",
+        "ð": "d",
+        "Ð": "D",
+        "ı": "i",
+    }
+)
+
+
+def _to_ascii(text: str) -> str:
+    kept: list[str] = []
+    for char in unicodedata.normalize("NFKD", text.translate(_LETTERS)):
+        if char.isascii():
+            kept.append(char)
+        elif unicodedata.category(char)[0] in "PSZC":
+            # Dashes, quotes and other separators split words ("Makassar–Ambon").
+            kept.append(" ")
+        # Accents (combining marks) and letters of other scripts are dropped.
+    return "".join(kept)
+
+
 def slugify(text: str, max_length: int = MAX_LENGTH) -> str:
     """Transliterate to ASCII, lower-case and hyphenate; fall back to a hash for other scripts."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    ascii_text = _to_ascii(text)
     slug = _NON_WORD.sub("-", ascii_text.lower()).strip("-")
     if len(slug) > max_length:
         slug = slug[:max_length].rsplit("-", 1)[0] or slug[:max_length]

@@ -138,8 +138,11 @@ class ArticleStore:
             "status": DRAFT if draft.draft else PUBLISHED,
             "published_at": draft.published_at,
         }
-        content_hash = _hash(fields)
         existing = await self._match(draft, slug)
+        if existing is not None and not draft.slug.strip():
+            # A derived slug stays put when the title is edited, so links keep working.
+            fields["slug"] = existing.slug
+        content_hash = _hash(fields)
         if existing is None:
             published_at = draft.published_at or (None if draft.draft else now)
             article = Article(
@@ -179,9 +182,15 @@ class ArticleStore:
             )
             if found is not None:
                 return found
-        found = await self.get(slug)
+        condition = Article.slug == slug
+        if draft.origin and not draft.external_id:
+            # The same file or page under a new title or slug is the same article (same
+            # guid); one query fetches both candidates. Feed entries match on external_id.
+            condition = sa.or_(condition, Article.origin == draft.origin)
+        candidates = list(await self.session.scalars(sa.select(Article).where(condition)))
+        found = next((a for a in candidates if a.slug == slug), None)
         if found is None:
-            return None
+            return candidates[0] if candidates else None
         if found.origin and draft.origin and found.origin != draft.origin:
             # A file that moved may take its slug along; a different live file may not.
             still_there = not found.origin.startswith(("http:", "https:")) and os.path.exists(

@@ -79,6 +79,8 @@ class Article(Base):
         sa.Index("ix_articles_status_published", "status", "published_at", "id"),
         sa.Index("ix_articles_author_published", "author_slug", "status", "published_at", "id"),
         sa.Index("ix_articles_origin", "origin"),
+        # `articles list` shows drafts too, newest first.
+        sa.Index("ix_articles_published", "published_at", "id"),
     )
 
     @property

@@ -56,6 +56,7 @@ def upgrade() -> None:
         "ix_articles_author_published", "articles", ["author_slug", "status", "published_at", "id"]
     )
     op.create_index("ix_articles_origin", "articles", ["origin"])
+    op.create_index("ix_articles_published", "articles", ["published_at", "id"])
     op.create_table(
         "article_tags",
         sa.Column(

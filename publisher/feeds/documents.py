@@ -1,10 +1,12 @@
-"""Assemble feed documents from the store: the current page and RFC 5005 archive pages.
+"""Assemble feed documents from the store: the current feed and RFC 5005 archive pages.
 
-The scope's history is cut into archive pages of ``feeds.archive_size`` articles
-counted from the oldest, so a complete page keeps its entries as new articles
-arrive. The current (subscription) document holds the newest ``feeds.items``
-articles, and more when the articles newer than the last complete archive page
-outnumber that, so that a reader walking prev-archive links sees every article.
+The current (subscription) document holds the newest ``feeds.items`` articles.
+Its prev-archive link names the archive page that starts at the next older
+article; each archive page holds ``feeds.archive_size`` articles from its key
+(the newest entry's publication time and id) back, and links to the page that
+starts right after its oldest. A page's key fixes its entries, so an archive
+URL always serves the same entries, and every read is an index range scan: the
+cost does not grow with the size of the store.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from publisher.feeds.model import (
     Format,
     Item,
     Scope,
+    archive_key,
     item_from_article,
+    parse_archive_key,
 )
 from publisher.feeds.xml import atom_bytes, rss_bytes
 
@@ -81,27 +85,26 @@ class FeedBuilder:
         body = WRITERS[where.format](channel, self.tz)
         return Document(where.path(), body, MEDIA_TYPES[where.format], channel.updated)
 
-    async def channel(
-        self, session: AsyncSession, where: FeedPath, *, total: int | None = None
-    ) -> Channel | None:
+    async def channel(self, session: AsyncSession, where: FeedPath) -> Channel | None:
         """Read what ``where`` holds; None when the scope or archive page does not exist."""
-        size = self.settings.feeds.archive_size
-        if total is None:
-            total = await query.count(session, where.scope)
-        if total == 0 and where.scope.kind != "site":
-            return None
-        complete = total // size
-        if where.archive > complete:
-            return None
         if where.archive:
-            articles = await query.archive_page(session, where.scope, where.archive, size)
+            key = parse_archive_key(where.archive)
+            if key is None:
+                return None
+            size = self.settings.feeds.archive_size
         else:
-            limit = max(self.settings.feeds.items, total - complete * size)
-            articles = await query.newest(session, where.scope, limit)
-        return await self._channel(session, where, self.items(articles), complete)
+            key, size = None, self.settings.feeds.items
+        # One row more than shown tells where the next older archive page starts.
+        articles = await query.newest(session, where.scope, size + 1, at_or_before=key)
+        if not articles and (where.scope.kind != "site" or key is not None):
+            return None
+        if key is not None and _key(articles[0]) != where.archive:
+            return None
+        older = _key(articles[size]) if len(articles) > size else ""
+        return await self._channel(session, where, self.items(articles[:size]), older)
 
     async def _channel(
-        self, session: AsyncSession, where: FeedPath, items: list[Item], complete: int
+        self, session: AsyncSession, where: FeedPath, items: list[Item], older: str
     ) -> Channel:
         title, home = await self._describe(session, where.scope)
         site = self.settings.site
@@ -114,7 +117,7 @@ class FeedBuilder:
             language=site.language,
             author=self._site_author(),
             items=items,
-            archive_count=complete,
+            prev_archive=older,
             hub=self.settings.web.websub_hub,
         )
 
@@ -124,27 +127,22 @@ class FeedBuilder:
         return None if channel is None else self.render(channel)
 
     async def scope_documents(self, session: AsyncSession, scope: Scope) -> list[Document]:
-        """Build every document of a scope: current and archives, in all three formats."""
-        size = self.settings.feeds.archive_size
-        total = await query.count(session, scope)
-        complete = total // size
+        """Build every document of a scope: the current feed and its archive chain, all formats."""
         documents: list[Document] = []
-        current = await self.channel(session, FeedPath(scope, "rss"), total=total)
-        if current is None:
-            return documents
-        for fmt in FORMATS:
-            current.where = FeedPath(scope, fmt)
-            documents.append(self.render(current))
-        page = 0
-        async for articles in query.pages_ascending(session, scope, size):
-            page += 1
-            if page > complete:
-                break
-            articles.reverse()
-            channel = await self._channel(
-                session, FeedPath(scope, "rss", page), self.items(articles), complete
-            )
+        where = FeedPath(scope, "rss")
+        while True:
+            channel = await self.channel(session, where)
+            if channel is None:
+                return documents
             for fmt in FORMATS:
-                channel.where = FeedPath(scope, fmt, page)
+                channel.where = where.sibling(format=fmt)
                 documents.append(self.render(channel))
-        return documents
+            if not channel.prev_archive:
+                return documents
+            where = where.sibling(archive=channel.prev_archive)
+            session.expunge_all()
+
+
+def _key(article: Article) -> str:
+    assert article.published_at is not None
+    return archive_key(article.published_at, article.id)

@@ -27,6 +27,7 @@ MEDIA_TYPES: dict[Format, str] = {
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_ARCHIVE_KEY = re.compile(r"^(\d{20})-([1-9]\d{0,17})$")
 _SRCSET = re.compile(r'(\ssrcset=")([^"]*)(")')
 
 
@@ -49,18 +50,19 @@ class Scope:
 
 @dataclass(frozen=True)
 class FeedPath:
-    """One feed document: its scope, its format and its archive page (0 = current)."""
+    """One feed document: its scope, its format and its archive page ("" = current)."""
 
     scope: Scope
     format: Format
-    archive: int = 0
+    #: The key of an archive page's newest entry (see archive_key), "" for the current feed.
+    archive: str = ""
 
     def path(self) -> str:
         """Return the path relative to the site root, without a leading slash."""
         page = f"archive/{self.archive}/" if self.archive else ""
         return f"{self.scope.prefix}{page}{FILE_NAMES[self.format]}"
 
-    def sibling(self, *, format: Format | None = None, archive: int | None = None) -> FeedPath:
+    def sibling(self, *, format: Format | None = None, archive: str | None = None) -> FeedPath:
         """Return the same scope in another format or archive page."""
         return FeedPath(
             self.scope,
@@ -82,15 +84,30 @@ class FeedPath:
                 return None
             scope = Scope("tag" if parts[0] == "tags" else "author", parts[1])
             parts = parts[2:]
-        archive = 0
-        if len(parts) == 2 and parts[0] == "archive" and parts[1].isdigit():
-            archive = int(parts[1])
-            if archive < 1 or str(archive) != parts[1]:
-                return None
+        archive = ""
+        if len(parts) == 2 and parts[0] == "archive" and parse_archive_key(parts[1]):
+            archive = parts[1]
             parts = []
         if parts:
             return None
         return cls(scope, fmt, archive)
+
+
+def archive_key(published: datetime, ident: int) -> str:
+    """Name an archive page after its newest entry: UTC time to the microsecond, then id."""
+    return f"{published.astimezone(UTC):%Y%m%d%H%M%S%f}-{ident}"
+
+
+def parse_archive_key(key: str) -> tuple[datetime, int] | None:
+    """Read an archive key back into (published_at, id), or None when it is malformed."""
+    match = _ARCHIVE_KEY.match(key)
+    if match is None:
+        return None
+    try:
+        when = datetime.strptime(match[1], "%Y%m%d%H%M%S%f").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return when, int(match[2])
 
 
 @dataclass(frozen=True)
@@ -142,8 +159,8 @@ class Channel:
     language: str
     author: str
     items: list[Item]
-    #: Archive pages of this scope complete so far (RFC 5005); the current page links to the last.
-    archive_count: int = 0
+    #: The key of the archive page holding the entries just older than these, "" if none.
+    prev_archive: str = ""
     hub: str = ""
 
     def url(self, where: FeedPath) -> str:
@@ -158,25 +175,17 @@ class Channel:
     @property
     def current_url(self) -> str:
         """Return the subscription document's URL, also the feed's stable id."""
-        return self.url(self.where.sibling(archive=0))
+        return self.url(self.where.sibling(archive=""))
 
     def links(self) -> list[tuple[str, str]]:
         """Return the (rel, href) links beyond self and alternate: hub and RFC 5005 archives."""
         links: list[tuple[str, str]] = []
         if self.hub:
             links.append(("hub", self.hub))
-        page = self.where.archive
-        if page == 0:
-            if self.archive_count:
-                links.append(
-                    ("prev-archive", self.url(self.where.sibling(archive=self.archive_count)))
-                )
-            return links
-        links.append(("current", self.current_url))
-        if page > 1:
-            links.append(("prev-archive", self.url(self.where.sibling(archive=page - 1))))
-        if page < self.archive_count:
-            links.append(("next-archive", self.url(self.where.sibling(archive=page + 1))))
+        if self.where.archive:
+            links.append(("current", self.current_url))
+        if self.prev_archive:
+            links.append(("prev-archive", self.url(self.where.sibling(archive=self.prev_archive))))
         return links
 
     @property

@@ -1,8 +1,7 @@
-"""Read the articles a feed needs: the newest page, one archive page, counts and scopes."""
+"""Read the articles feeds and pages need, newest first, through the (published_at, id) indexes."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -34,8 +33,27 @@ def _ordered(scope: Scope, *, ascending: bool) -> sa.Select[tuple[Article]]:
     return query.options(*_LOAD).order_by(*order)
 
 
+async def newest(
+    session: AsyncSession,
+    scope: Scope,
+    limit: int,
+    *,
+    at_or_before: tuple[datetime, int] | None = None,
+) -> list[Article]:
+    """Return up to ``limit`` articles of the scope, newest first, optionally from a keyset key."""
+    query = _ordered(scope, ascending=False)
+    if at_or_before is not None:
+        keys = (
+            (ArticleTag.published_at, ArticleTag.article_id)
+            if scope.kind == "tag"
+            else (Article.published_at, Article.id)
+        )
+        query = query.where(sa.tuple_(*keys) <= sa.tuple_(*_literal(at_or_before)))
+    return list(await session.scalars(query.limit(limit)))
+
+
 async def count(session: AsyncSession, scope: Scope) -> int:
-    """Return how many published articles the scope has (an index-only count)."""
+    """Return how many published articles the scope has (for page counts of HTML lists)."""
     if scope.kind == "tag":
         query = sa.select(sa.func.count()).where(
             ArticleTag.tag == scope.key, ArticleTag.status == PUBLISHED
@@ -45,43 +63,6 @@ async def count(session: AsyncSession, scope: Scope) -> int:
         if scope.kind == "author":
             query = query.where(Article.author_slug == scope.key)
     return int(await session.scalar(query) or 0)
-
-
-async def newest(session: AsyncSession, scope: Scope, limit: int) -> list[Article]:
-    """Return the newest ``limit`` articles of the scope, newest first."""
-    return list(await session.scalars(_ordered(scope, ascending=False).limit(limit)))
-
-
-async def archive_page(session: AsyncSession, scope: Scope, page: int, size: int) -> list[Article]:
-    """Return archive page ``page`` (1 = the oldest ``size`` articles), newest first."""
-    query = _ordered(scope, ascending=True).offset((page - 1) * size).limit(size)
-    articles = list(await session.scalars(query))
-    articles.reverse()
-    return articles
-
-
-async def pages_ascending(
-    session: AsyncSession, scope: Scope, size: int
-) -> AsyncIterator[list[Article]]:
-    """Yield the scope's articles oldest first in pages of ``size`` (keyset, for static builds)."""
-    after: tuple[datetime, int] | None = None
-    keys = (
-        (ArticleTag.published_at, ArticleTag.article_id)
-        if scope.kind == "tag"
-        else (Article.published_at, Article.id)
-    )
-    while True:
-        query = _ordered(scope, ascending=True)
-        if after is not None:
-            query = query.where(sa.tuple_(*keys) > sa.tuple_(*_literal(after)))
-        page = list(await session.scalars(query.limit(size)))
-        if not page:
-            return
-        yield page
-        last = page[-1]
-        assert last.published_at is not None
-        after = (last.published_at, last.id)
-        session.expunge_all()
 
 
 def _literal(key: tuple[datetime, int]) -> tuple[sa.ColumnElement[datetime], sa.ColumnElement[int]]:

@@ -121,7 +121,7 @@ def _generator(channel: Channel, tz: ZoneInfo, link_type: str) -> FeedGenerator:
     fg.generator("Publisher")
     fg.author({"name": clean(channel.author)})
     fg.updated(_local(channel.updated, tz))
-    ext.archive = channel.where.archive > 0
+    ext.archive = bool(channel.where.archive)
     ext.links = [
         {"rel": rel, "href": href, **({"type": link_type} if rel != "hub" else {})}
         for rel, href in channel.links()

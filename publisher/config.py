@@ -165,6 +165,14 @@ class WebSettings(_Section):
     feed_cache_seconds: int = Field(300, ge=0)
     websub_hub: str = ""
 
+    @field_validator("websub_hub")
+    @classmethod
+    def _websub_hub(cls, value: str) -> str:
+        # The hub URL goes into HTTP Link headers and feeds: no spaces, quotes or brackets.
+        if value and not re.fullmatch(r"https?://[^\s<>\"']+", value):
+            raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
+        return value
+
 
 class FeedSettings(_Section):
     """The [feeds] section: how much each feed document carries."""

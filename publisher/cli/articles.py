@@ -12,9 +12,11 @@ from publisher.cli.context import CliContext, console, err_console, pass_cli, pr
 from publisher.content.store import ArticleStore, article_to_dict
 from publisher.db import transaction
 from publisher.errors import InputError, UsageError
+from publisher.ingest.fetch import is_url
 from publisher.ingest.files import PARSERS, ImportOutcome, import_files
 from publisher.ingest.options import ImportOptions
 from publisher.ingest.source import to_utc
+from publisher.ingest.sources import FeedImportReport, import_feed, import_url
 from publisher.site import Site
 
 
@@ -77,11 +79,15 @@ def add(
         report = await import_files(
             site.engine,
             site.settings.site.base_url,
-            [Path(p) for p in paths],
+            [Path(p) for p in paths if not is_url(p)],
             options,
             site.clock.now(),
             on_outcome=_report,
         )
+        for url in (p for p in paths if is_url(p)):
+            outcome = await import_url(site, url, options, site.clock.now())
+            _report(outcome)
+            report.outcomes.append(outcome)
         console.print(
             f"{report.count('created')} created, {report.count('updated')} updated, "
             f"{report.count('unchanged')} unchanged, {len(report.failed)} failed"
@@ -90,6 +96,25 @@ def add(
 
     failed = run(site, work)
     if failed:
+        raise SystemExit(2)
+
+
+@articles.command("import-feed")
+@click.argument("target", metavar="URL_OR_FILE")
+@pass_cli
+def import_feed_command(cli: CliContext, target: str) -> None:
+    """Import an RSS or Atom feed's entries; re-running adds only new or changed ones."""
+    site = cli.site()
+    tags = next((s.tags for s in site.settings.sources if s.url == target), [])
+
+    async def work(site: Site) -> FeedImportReport:
+        return await import_feed(site, target, tags=tags, on_outcome=_report)
+
+    report = run(site, work)
+    for warning in report.warnings:
+        err_console.print(f"warning: {warning}", markup=False)
+    console.print(report.summary(), markup=False)
+    if report.count("failed"):
         raise SystemExit(2)
 
 

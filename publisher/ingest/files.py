@@ -12,9 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from publisher.content.store import ArticleDraft, ArticleStore
 from publisher.db import transaction
 from publisher.errors import InputError, PublisherError
+from publisher.ingest.feed import reject_feed_file
+from publisher.ingest.html import parse_html
 from publisher.ingest.markdown import parse_markdown
 from publisher.ingest.options import ImportOptions
 from publisher.ingest.source import SourceText, read_text_file
+from publisher.ingest.text import parse_text
 
 Parser = Callable[[SourceText, ImportOptions], ArticleDraft]
 
@@ -153,3 +156,8 @@ async def import_files(
         if on_outcome is not None:
             on_outcome(outcome)
     return report
+
+
+register("text", parse_text, (".txt", ".text"))
+register("html", parse_html, (".html", ".htm", ".xhtml"))
+register("feed", reject_feed_file)  # sniffed feeds get a pointer to `articles import-feed`

@@ -151,31 +151,32 @@ def _truncate(text: str, limit: int) -> str:
 def _image(article: Article) -> ImageView | None:
     if not article.image_url:
         return None
-    if article.image_width > 0 and article.image_height > 0:
-        width = min(article.image_width, IMAGE_WIDTH)
-        height = max(1, round(width * article.image_height / article.image_width))
+    natural_width, natural_height = article.image_width or 0, article.image_height or 0
+    if natural_width > 0 and natural_height > 0:
+        width = min(natural_width, IMAGE_WIDTH)
+        height = max(1, round(width * natural_height / natural_width))
     else:
         width = IMAGE_WIDTH
         height = round(IMAGE_WIDTH * DEFAULT_IMAGE_RATIO[1] / DEFAULT_IMAGE_RATIO[0])
-    caption = clean_line(article.image_caption)
+    caption = clean_line(article.image_caption or "")
     return ImageView(
         url=article.image_url,
         width=width,
         height=height,
-        alt=_truncate(caption or clean_line(article.title), 250),
+        alt=_truncate(caption or clean_line(article.title or ""), 250),
         caption=caption,
-        credit=clean_line(article.image_credit),
+        credit=clean_line(article.image_credit or ""),
     )
 
 
 def article_view(settings: Settings, article: Article, *, lead: bool, compact: bool) -> ArticleView:
     """Build what the templates show of one article."""
-    summary = clean_line(article.summary)
+    summary = clean_line(article.summary or "")
     return ArticleView(
-        title=_truncate(clean_line(article.title), TITLE_MAX),
+        title=_truncate(clean_line(article.title or ""), TITLE_MAX),
         summary=_truncate(summary, COMPACT_SUMMARY if compact else SUMMARY_MAX),
         url=article_url(settings, article),
-        byline=clean_line(article.author),
+        byline=clean_line(article.author or ""),
         image=_image(article) if lead else None,
         compact=compact,
     )
@@ -192,21 +193,33 @@ def render_digest(settings: Settings, digest: Digest) -> CompiledDigest:
     tokens = new_tokens()
     env = environment(settings.site.templates_dir, language)
     source, path = template_source(env, DIGEST_TEMPLATE)
-    full = len(digest.articles)
-    context = _context(settings, digest, tokens, full_count=full)
-    html = compile_mjml(render(env, DIGEST_TEMPLATE, context), template=path, template_text=source)
-    full_count = full
-    while len(html.encode("utf-8")) > HTML_LIMIT and full_count > 1:
-        # Shorten from the end, one article at a time, keeping the lead whole.
-        full_count -= 1
-        context = _context(settings, digest, tokens, full_count=full_count)
-        html = compile_mjml(render(env, DIGEST_TEMPLATE, context), template=path)
-    kept = len(digest.articles)
-    while len(html.encode("utf-8")) > HTML_LIMIT and kept > 1:
+
+    def attempt(full_count: int, keep: int | None = None) -> tuple[dict[str, Any], str]:
+        context = _context(settings, digest, tokens, full_count=full_count, keep=keep)
+        html = compile_mjml(
+            render(env, DIGEST_TEMPLATE, context), template=path, template_text=source
+        )
+        return context, html
+
+    context, html = attempt(len(digest.articles))
+    if _size(html) > HTML_LIMIT:
+        # Shorten articles from the end to title and summary, keeping the lead whole:
+        # find the most full articles that still fit (size grows with that number).
+        low, high = 1, len(digest.articles) - 1
+        best = attempt(1)
+        while low < high:
+            middle = (low + high + 1) // 2
+            trial = attempt(middle)
+            if _size(trial[1]) <= HTML_LIMIT:
+                low, best = middle, trial
+            else:
+                high = middle - 1
+        context, html = best
+    keep = len(digest.articles)
+    while _size(html) > HTML_LIMIT and keep > 1:
         # Even titles and summaries do not fit: list fewer and link to the rest.
-        kept = max(1, kept * 3 // 4)
-        context = _context(settings, digest, tokens, full_count=0, keep=kept)
-        html = compile_mjml(render(env, DIGEST_TEMPLATE, context), template=path)
+        keep = max(1, keep * 3 // 4)
+        context, html = attempt(0, keep)
     text = plaintext.digest_text(context)
     return CompiledDigest(
         subject=context["subject"],
@@ -221,6 +234,10 @@ def render_digest(settings: Settings, digest: Digest) -> CompiledDigest:
         compacted=context["compacted"],
         article_ids=tuple(a.id for a in digest.articles if a.id is not None),
     )
+
+
+def _size(html: str) -> int:
+    return len(html.encode("utf-8"))
 
 
 def _context(

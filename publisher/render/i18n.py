@@ -61,6 +61,9 @@ def _load(language: str, domain: str, root: Path) -> Translations:
             catalog = read_po(handle, locale=language, domain=domain, abort_invalid=True)
     except (PoFileError, ValueError, UnicodeDecodeError) as exc:
         raise TemplateError(f"{path}: invalid gettext catalog: {exc}") from exc
+    for message, errors in catalog.check():
+        # A translation whose %(placeholders)s differ from the msgid would fail mid-render.
+        raise TemplateError(f"{path}:{message.lineno}: {errors[0]}")
     buffer = io.BytesIO()
     write_mo(buffer, catalog, use_fuzzy=False)
     buffer.seek(0)

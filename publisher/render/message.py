@@ -57,7 +57,7 @@ def _encoded_words(text: str) -> list[str]:
     chunk = b""
     for char in text:
         encoded = char.encode("utf-8")
-        if len(chunk) + len(encoded) > 45:  # 45 bytes → 60 base64 chars + 12 of wrapping
+        if len(chunk) + len(encoded) > 42:  # 42 bytes → 56 base64 chars + 12 of wrapping
             chunks.append(chunk)
             chunk = b""
         chunk += encoded
@@ -115,11 +115,20 @@ def encode_address(email: str) -> str:
     return f"{local}@{domain}"
 
 
-def format_address(name: str, email: str) -> str:
-    """Return "Name <address>" with the name encoded as needed, or the bare address."""
+def format_address(name: str, email: str, *, name_length: int = 2) -> str:
+    """Return "Name <address>" with the name encoded and folded as needed, or the address."""
     address = encode_address(email)
     phrase = encode_phrase(name)
-    return f"{phrase} <{address}>" if phrase else address
+    return join_phrase(phrase, f"<{address}>", name_length) if phrase else address
+
+
+def join_phrase(phrase: str, angle: str, name_length: int) -> str:
+    """Put "<...>" after an encoded phrase, on a folded line when the first would pass 78."""
+    last = phrase.rsplit("\r\n", 1)[-1]
+    used = len(last) + (name_length + 2 if last == phrase else 1)
+    if used + 1 + len(angle) > 78:
+        return f"{phrase}\r\n {angle}"
+    return f"{phrase} {angle}"
 
 
 def parse_mailbox(value: str, key: str) -> str:
@@ -130,7 +139,7 @@ def parse_mailbox(value: str, key: str) -> str:
     if not address:
         raise ConfigError(f"{key}: not an email address: {value!r}")
     try:
-        return format_address(name, address)
+        return format_address(name, address, name_length=len(key) - len("mail."))
     except InputError as exc:
         raise ConfigError(f"{key}: {exc}") from exc
 
@@ -251,8 +260,13 @@ class MessageTemplate:
         head.append(header("MIME-Version", "1.0"))
         head.append(header("Content-Language", language))
         head.append(header("Content-Type", f'multipart/alternative;\r\n boundary="{boundary}"'))
-        self._signed_headers: tuple[str, ...] = tuple(
-            h for h in SIGNED_HEADERS if list_headers or not h.startswith("List-")
+        extra = ["Reply-To"] if settings.mail.reply_to else []
+        extra += ["List-Id"] if list_headers else []
+        self._signed_headers: tuple[str, ...] = (
+            *(h for h in SIGNED_HEADERS if list_headers or not h.startswith("List-")),
+            *extra,
+            "MIME-Version",
+            "Content-Type",
         )
         part_head = (
             "--{b}\r\nContent-Type: text/{kind}; charset=utf-8\r\n"
@@ -287,7 +301,7 @@ class MessageTemplate:
     def fill(self, *, email: str, name: str, message_id: str, urls: Mapping[str, str]) -> bytes:
         """Return the message with every slot filled, escaped and encoded for its place."""
         name = clean_line(name)[:NAME_MAX]
-        to = format_address(name, email)
+        to = format_address(name, email, name_length=2)
         texts = {"greeting": self._greeting(name), "email": clean_line(email)}
         for slot, url in urls.items():
             texts[slot] = check_url(url, slot.replace("_", " ")) if url else ""
@@ -343,7 +357,7 @@ def _mailto(value: str) -> bytes:
     encode_address(address)
     if not address.isascii():
         raise ConfigError(f"mail.unsubscribe_mailto: must be an ASCII address: {value!r}")
-    return f", <mailto:{address}?subject=unsubscribe>".encode("ascii")
+    return f",\r\n <mailto:{address}?subject=unsubscribe>".encode("ascii")
 
 
 def list_id(settings: Settings, frequency: str) -> str:
@@ -352,7 +366,8 @@ def list_id(settings: Settings, frequency: str) -> str:
     host = host.encode("idna").decode("ascii")
     label = re.sub(r"[^a-z0-9-]", "-", frequency.lower()) or "digest"
     phrase = encode_phrase(settings.site.title)
-    return f"{phrase} <{label}.{host}>" if phrase else f"<{label}.{host}>"
+    angle = f"<{label}.{host}>"
+    return join_phrase(phrase, angle, len("List-Id")) if phrase else angle
 
 
 def build_digest_template(

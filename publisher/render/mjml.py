@@ -102,7 +102,22 @@ def compile_mjml(source: str, *, template: str, template_text: str = "") -> str:
             raise TemplateError(_locate(template, template_text, source, str(exc))) from exc
     else:
         raise TemplateError(_locate(template, template_text, source, problem.message))
-    return inline_css(html, inline_rules, where=template)
+    return _escape_attributes(inline_css(html, inline_rules, where=template))
+
+
+_ATTRIBUTE = re.compile(r'(\s[\w:.-]+=")([^"]*)(")')
+
+
+def _escape_attributes(html: str) -> str:
+    """Escape < and > inside attribute values (MRML copies mj-title into aria-label raw)."""
+
+    def escape(match: re.Match[str]) -> str:
+        value = match[2]
+        if "<" not in value and ">" not in value:
+            return match[0]
+        return match[1] + value.replace("<", "&lt;").replace(">", "&gt;") + match[3]
+
+    return _ATTRIBUTE.sub(escape, html)
 
 
 def scan(markup: str) -> Problem | None:

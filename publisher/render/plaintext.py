@@ -56,8 +56,8 @@ def digest_text(context: Mapping[str, Any]) -> str:
             lines += wrap(lead.byline)
         lines += wrap(lead.summary)
         if lead.image is not None and (lead.image.caption or lead.image.credit):
-            caption = " ".join(p for p in (lead.image.caption, lead.image.credit) if p)
-            lines += ["", *wrap(f"({caption})")]
+            credit = f"({lead.image.credit})" if lead.image.credit else ""
+            lines += ["", *wrap(" ".join(p for p in (lead.image.caption, credit) if p))]
         lines += ["", f"{labels['read_more']}: {links.ref(lead.url)}"]
     for article in context["rest"]:
         lines += ["", "", *wrap(article.title.upper()), ""]

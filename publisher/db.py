@@ -81,9 +81,7 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """Create the asyncio engine for a database URL, with SQLite pragmas applied."""
     if is_sqlite(url):
-        path = sqlite_path(url)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(url)
     engine = create_async_engine(async_url(url), **kwargs)
     if is_sqlite(url):
         event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
@@ -93,9 +91,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 def create_sync_engine(url: str, **kwargs: Any) -> Engine:
     """Create a blocking engine (for migrations and APScheduler's job store)."""
     if is_sqlite(url):
-        path = sqlite_path(url)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(url)
     engine = sa.create_engine(sync_url(url), **kwargs)
     if is_sqlite(url):
         event.listen(engine, "connect", _on_sqlite_connect)
@@ -136,7 +132,7 @@ def current_revision(url: str) -> str | None:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
     except SQLAlchemyError as exc:
-        raise StoreError(f"database {_redacted(url)}: {exc.__class__.__name__}: {exc}") from exc
+        raise StoreError(f"database {_redacted(url)}: {_one_line(exc)}") from exc
     finally:
         engine.dispose()
 
@@ -150,7 +146,7 @@ def upgrade(url: str) -> str:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except SQLAlchemyError as exc:
-        raise StoreError(f"database {_redacted(url)}: migration failed: {exc}") from exc
+        raise StoreError(f"database {_redacted(url)}: migration failed: {_one_line(exc)}") from exc
     finally:
         engine.dispose()
     return head_revision()
@@ -160,6 +156,25 @@ def ensure_schema(url: str) -> None:
     """Upgrade the database if it is behind the code (the "automatic on first use" path)."""
     if current_revision(url) != head_revision():
         upgrade(url)
+
+
+def _one_line(exc: SQLAlchemyError) -> str:
+    """Describe a driver error in one line (drivers add hints and SQLAlchemy a link)."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return f"{type(cause).__name__}: {lines[0] if lines else 'failed'}"
+
+
+def _make_parent(url: str) -> None:
+    path = sqlite_path(url)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"database {url}: cannot create the folder {path.parent}: {exc.strerror}"
+        ) from exc
 
 
 def _redacted(url: str) -> str:

@@ -411,3 +411,35 @@ def test_help_and_version() -> None:
     version = run_module("--version")
     assert version.exit_code == 0
     assert re.fullmatch(r"publisher, version \d+\.\d+\.\d+\S*\n", version.stdout)
+
+
+def test_unusable_database_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x", encoding="utf-8")
+    not_a_db = tmp_path / "notes.db"
+    not_a_db.write_text("these are notes, not a database\n" * 200, encoding="utf-8")
+    cases = {
+        "sqlite:///not-a-folder/p.db": f"cannot create the folder {blocker}: File exists",
+        "sqlite:///notes.db": "DatabaseError: file is not a database",
+    }
+    for url, reason in cases.items():
+        config = write(tmp_path / DEFAULT_CONFIG, f'[database]\nurl = "{url}"\n')
+        result = invoke(capsys, "--config", config, "articles", "list")
+        assert result.exit_code == 1
+        assert len(result.error_lines) == 1, result.stderr
+        assert result.error_lines[0].startswith("error: database sqlite:///"), result.stderr
+        assert result.error_lines[0].endswith(reason), result.stderr
+
+
+def test_unreachable_postgres_is_one_line(tmp_path: Path) -> None:
+    from tests.services import free_port
+
+    url = f"postgresql://nobody:secret@127.0.0.1:{free_port()}/nothing"
+    config = write(tmp_path / DEFAULT_CONFIG, f'[database]\nurl = "{url}"\n')
+    result = run_module("--config", config, "articles", "list")
+    assert result.exit_code == 1
+    assert len(result.error_lines) == 1, result.stderr
+    line = result.error_lines[0]
+    assert line.startswith("error: database postgresql://nobody:***@127.0.0.1:"), line
+    assert "Connection refused" in line
+    assert "secret" not in result.stderr

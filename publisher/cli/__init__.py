@@ -72,4 +72,14 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:
+        # A bug or an unconverted library error: still one line unless --debug.
+        if debug:
+            raise
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+        click.echo(
+            f"error: unexpected {type(exc).__name__}: {first} (run with --debug for the traceback)",
+            err=True,
+        )
+        sys.exit(1)
     sys.exit(0)

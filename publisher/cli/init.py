@@ -57,6 +57,11 @@ postal_address = ""
 # dkim_domain = "example.org"
 # dkim_selector = "publisher"
 # dkim_key_file = "dkim.key"
+# timeout = "30s"
+# unsubscribe_mailto = "unsubscribe@example.org"
+# Suppress an address after this many soft bounces within the window:
+# soft_bounce_limit = 3
+# soft_bounce_window = "30d"
 
 [digest]
 # Each reader's local time (their own time zone, else site.timezone).

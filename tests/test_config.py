@@ -443,3 +443,28 @@ def test_unreachable_postgres_is_one_line(tmp_path: Path) -> None:
     assert line.startswith("error: database postgresql://nobody:***@127.0.0.1:"), line
     assert "Connection refused" in line
     assert "secret" not in result.stderr
+
+
+def test_commented_examples_in_the_template_are_valid_settings(tmp_path: Path) -> None:
+    from publisher.cli.init import toml_string
+    from publisher.config import settings_from_mapping
+
+    text = CONFIG_TEMPLATE.format(
+        title=toml_string("T"),
+        base_url=toml_string("https://kabar.example.id"),
+        language=toml_string("id"),
+        timezone=toml_string("Asia/Jakarta"),
+        mail_from=toml_string("T <t@kabar.example.id>"),
+        secret_key=toml_string("k" * 32),
+    )
+    example = re.compile(r"^# ?((?:[a-z_]+ = .+)|(?:\[\[?[a-z]+\]\]?))$")
+    lines = [example.sub(r"\1", line) for line in text.splitlines()]
+    uncommented = "\n".join(lines) + "\n"
+    assert uncommented.count("\n# ") < text.count("\n# ")
+    (tmp_path / "dkim.key").write_text("not checked here", encoding="utf-8")
+    settings = settings_from_mapping(
+        tomllib.loads(uncommented), tmp_path / DEFAULT_CONFIG, uncommented
+    )
+    assert settings.mail.dkim_domain == "example.org"
+    assert settings.sources[0].url == "https://example.org/feed.xml"
+    assert settings.site.templates_dir == tmp_path / "templates"

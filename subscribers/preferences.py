@@ -66,10 +66,46 @@ def frequency(value: str) -> str:
     return name
 
 
+# Letters NFKD does not decompose into ASCII (as publisher/content/slugs.py).
+_LETTERS = str.maketrans(
+    {
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "AE",
+        "ø": "o",
+        "Ø": "O",
+        "đ": "d",
+        "Đ": "D",
+        "ł": "l",
+        "Ł": "L",
+        "œ": "oe",
+        "Œ": "OE",
+        "þ": "th",
+        "Þ": "TH",
+        "ð": "d",
+        "Ð": "D",
+        "ı": "i",
+    }
+)
+
+
+def _to_ascii(text: str) -> str:
+    kept: list[str] = []
+    for char in unicodedata.normalize("NFKD", text.translate(_LETTERS)):
+        if char.isascii():
+            kept.append(char)
+        elif unicodedata.category(char)[0] in "PSZC":
+            kept.append(" ")
+    return "".join(kept)
+
+
 def topic_slug(text: str) -> str:
-    """Slugify a topic exactly like the content store slugifies article tags."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    slug = _NON_WORD.sub("-", ascii_text.lower()).strip("-")
+    """Slugify a topic exactly like the content store slugifies article tags.
+
+    This package may not import Publisher, so the rule is repeated here; a property
+    test compares the two so they cannot drift apart.
+    """
+    slug = _NON_WORD.sub("-", _to_ascii(text).lower()).strip("-")
     if len(slug) > 60:
         slug = slug[:60].rsplit("-", 1)[0] or slug[:60]
     if not slug:

@@ -16,7 +16,7 @@ from publisher.content.slugs import slugify
 from publisher.db import transaction
 from publisher.site import Site
 from subscribers import consent, repository, suppression
-from subscribers.addresses import normalize
+from subscribers.addresses import Address, normalize, validated
 from subscribers.errors import InvalidAddress, InvalidInput, SubscriberExists, TokenError
 from subscribers.models import ACTIVE, PENDING, UNSUBSCRIBED, Base, Subscriber, Suppression
 from subscribers.preferences import topic_slug
@@ -312,3 +312,26 @@ async def test_deleted_ids_are_never_reused(site: Site) -> None:
         assert second.id != old_id
         count = await session.scalar(sa.select(sa.func.count()).select_from(Subscriber))
         assert count == 1
+
+
+atext = string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~."
+any_domain = st.one_of(
+    domains,
+    st.sampled_from(["Bücher.DE", "xn--bcher-kva.de", "localhost", "b", "例子.广告", "a..b.org"]),
+    st.text(string.ascii_letters + string.digits + ".-", min_size=1, max_size=20),
+)
+
+
+@given(local=st.text(atext + 'é"', min_size=0, max_size=70), domain=any_domain)
+@settings(max_examples=500, deadline=None)
+def test_fast_path_equals_email_validator(local: str, domain: str) -> None:
+    text = f"{local}@{domain}"
+    try:
+        expected: Address | str = validated(text)
+    except InvalidAddress:
+        expected = "invalid"
+    try:
+        got: Address | str = normalize(text)
+    except InvalidAddress:
+        got = "invalid"
+    assert got == expected

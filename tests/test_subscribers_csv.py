@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +134,21 @@ async def test_export_round_trips_and_neutralizes_formulas(site: Site) -> None:
     # Importing the export changes nothing (the leading quote is taken off again).
     again = await run_import(site, out.getvalue(), confirmed=True)
     assert (again.created, again.updated, again.unchanged) == (0, 0, 4)
+
+
+def test_benchmark_script_runs_small() -> None:
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "subscribers.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--rows", "500", "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert re.match(
+        r"^subscribers import: 500 rows in \d+\.\d\d s \(.*494 created, 6 bad", lines[0]
+    )
+    assert "0 created, 0 updated, 494 unchanged" in lines[1]
+    assert lines[2].startswith("subscribers export: 494 rows")

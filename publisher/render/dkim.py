@@ -23,7 +23,7 @@ SIGNED_HEADERS = (
 
 
 class DkimSigner:
-    """Sign whole messages for one domain and selector (relaxed/relaxed, rsa-sha256)."""
+    """Sign whole messages for one domain and selector (relaxed/simple, rsa-sha256)."""
 
     def __init__(self, domain: str, selector: str, private_key: bytes) -> None:
         self.domain = domain.encode("ascii")
@@ -38,7 +38,10 @@ class DkimSigner:
                 self.selector,
                 self.domain,
                 self.private_key,
-                canonicalize=(b"relaxed", b"relaxed"),
+                # Simple body canonicalization: our bodies are quoted-printable with short
+                # lines and no trailing spaces, so nothing in transit rewrites them, and
+                # dkimpy's relaxed body pass costs milliseconds per 50 KB message.
+                canonicalize=(b"relaxed", b"simple"),
                 include_headers=[h.lower().encode("ascii") for h in headers],
                 linesep=b"\r\n",
             )

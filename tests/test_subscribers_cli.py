@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.clirunner import CliResult, invoke
+from tests.smtp_servers import RecordingHandler, threaded_smtp_server
 
 DATA = Path(__file__).parent / "data" / "bounces"
 
@@ -156,3 +157,18 @@ def test_bounces_process_maildir_and_mbox(
     broken = cli(capsys, site_dir, "bounces", "process", tmp_path / "Maildir")
     assert broken.exit_code == 2
     assert "must be a maildir" in broken.error_lines[0]
+
+
+def test_add_unconfirmed_sends_a_confirmation(
+    capsys: pytest.CaptureFixture[str], site_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = RecordingHandler()
+    with threaded_smtp_server(handler) as port:
+        monkeypatch.setenv("PUBLISHER_MAIL__SMTP_URL", f"smtp://127.0.0.1:{port}")
+        result = cli(capsys, site_dir, "subscribers", "add", "Baru@Example.org", "--lang", "en")
+        assert result.exit_code == 0, result.stderr
+        assert "added Baru@example.org (pending); confirmation email sent" in result.stdout
+    [message] = handler.delivered["Baru@example.org"]
+    assert b"/confirm/" in message
+    listed = cli(capsys, site_dir, "subscribers", "list", "--json", "--status", "pending").json()
+    assert [r["email"] for r in listed] == ["Baru@example.org"]

@@ -121,3 +121,30 @@ def test_broken_catalog_is_a_template_error(
     monkeypatch.setattr(i18n, "locale_dir", lambda: tmp_path / "locale")
     with pytest.raises(TemplateError, match=message):
         i18n.translations("id", "email")
+
+
+def test_site_catalog_overrides_and_adds_languages(tmp_path: Path) -> None:
+    from publisher.render.digest import render_digest
+    from tests.render_support import make_digest, make_settings, sample_articles
+
+    shipped = (locale_dir() / "id" / "LC_MESSAGES" / "email.po").read_text(encoding="utf-8")
+    own = tmp_path / "mine" / "locale"
+    (own / "id" / "LC_MESSAGES").mkdir(parents=True)
+    (own / "id" / "LC_MESSAGES" / "email.po").write_text(
+        shipped.replace('msgstr "Baca selengkapnya"', 'msgstr "Baca lebih lanjut"'),
+        encoding="utf-8",
+    )
+    (own / "jv" / "LC_MESSAGES").mkdir(parents=True)
+    (own / "jv" / "LC_MESSAGES" / "email.po").write_text(
+        shipped.replace("Language: id", "Language: jv").replace(
+            'msgstr "Baca selengkapnya"', 'msgstr "Waca sakteruse"'
+        ),
+        encoding="utf-8",
+    )
+    settings = make_settings(tmp_path, site={"templates_dir": str(tmp_path / "mine")})
+    compiled = render_digest(settings, make_digest(sample_articles(), "id"))
+    assert "Baca lebih lanjut" in compiled.html
+    assert "Baca selengkapnya" not in compiled.html
+    javanese = render_digest(settings, make_digest(sample_articles(), "jv"))
+    assert javanese.language == "jv"
+    assert "Waca sakteruse" in javanese.html

@@ -188,7 +188,8 @@ def render_digest(settings: Settings, digest: Digest) -> CompiledDigest:
     Called once per (article set × language × template), never per reader. When the HTML
     would pass HTML_LIMIT, articles from the end are shortened to title and summary.
     """
-    language = choose_language(digest.language, settings.site.language)
+    user_dir = settings.site.templates_dir
+    language = choose_language(digest.language, settings.site.language, user_dir=user_dir)
     digest = replace(digest, language=language)
     tokens = new_tokens()
     env = environment(settings.site.templates_dir, language)
@@ -248,7 +249,7 @@ def _context(
     full_count: int,
     keep: int | None = None,
 ) -> dict[str, Any]:
-    catalog = translations(digest.language, "email")
+    catalog = translations(digest.language, "email", settings.site.templates_dir)
     _ = catalog.gettext
     articles: Sequence[Article] = digest.articles if keep is None else digest.articles[:keep]
     more_count = digest.more_count + (len(digest.articles) - len(articles))

@@ -22,10 +22,22 @@ DOMAINS = ("email", "web")
 _TAG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")
 
 
-def available_languages(domain: str = "email") -> list[str]:
-    """List the languages that ship a catalog for ``domain``."""
-    root = locale_dir()
-    return sorted(p.parent.parent.name for p in root.glob(f"*/LC_MESSAGES/{domain}.po"))
+def _roots(user_dir: Path | None) -> list[Path]:
+    """Return the catalog folders to search: the site's own (site.templates_dir/locale) first."""
+    roots = [locale_dir()]
+    if user_dir is not None:
+        roots.insert(0, user_dir / "locale")
+    return roots
+
+
+def available_languages(domain: str = "email", user_dir: Path | None = None) -> list[str]:
+    """List the languages with a catalog for ``domain`` (shipped or the site's own)."""
+    found = {
+        path.parent.parent.name
+        for root in _roots(user_dir)
+        for path in root.glob(f"*/LC_MESSAGES/{domain}.po")
+    }
+    return sorted(found)
 
 
 def normalize_language(language: str) -> str:
@@ -36,9 +48,9 @@ def normalize_language(language: str) -> str:
     return language.replace("_", "-").split("-")[0].lower()
 
 
-def choose_language(*candidates: str, domain: str = "email") -> str:
+def choose_language(*candidates: str, domain: str = "email", user_dir: Path | None = None) -> str:
     """Pick the first candidate with a catalog (subscriber, then site), else English."""
-    shipped = set(available_languages(domain))
+    shipped = set(available_languages(domain, user_dir))
     for candidate in candidates:
         language = normalize_language(candidate)
         if language and language in shipped:
@@ -46,16 +58,26 @@ def choose_language(*candidates: str, domain: str = "email") -> str:
     return "en"
 
 
-def translations(language: str, domain: str) -> Translations:
-    """Return the catalog for ``language`` and ``domain`` (an empty one when none ships)."""
-    return _load(normalize_language(language) or "en", domain, locale_dir())
+def translations(language: str, domain: str, user_dir: Path | None = None) -> Translations:
+    """Return the catalog for ``language`` and ``domain`` (an empty one when none exists).
+
+    A catalog in ``user_dir``/locale (site.templates_dir) replaces the shipped one.
+    """
+    language = normalize_language(language) or "en"
+    for root in _roots(user_dir):
+        path = root / language / "LC_MESSAGES" / f"{domain}.po"
+        if path.is_file():
+            return _load(path, language, domain)
+    return _empty()
 
 
 @functools.cache
-def _load(language: str, domain: str, root: Path) -> Translations:
-    path = root / language / "LC_MESSAGES" / f"{domain}.po"
-    if not path.is_file():
-        return Translations()
+def _empty() -> Translations:
+    return Translations()
+
+
+@functools.cache
+def _load(path: Path, language: str, domain: str) -> Translations:
     try:
         with path.open("rb") as handle:
             catalog = read_po(handle, locale=language, domain=domain, abort_invalid=True)

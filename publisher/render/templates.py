@@ -33,7 +33,7 @@ def _environment(user_dir: Path | None, language: str, kind: str) -> jinja2.Envi
         auto_reload=True,
     )
     env.install_gettext_translations(  # type: ignore[attr-defined]
-        translations(language, kind), newstyle=True
+        translations(language, kind, user_dir), newstyle=True
     )
     return env
 

@@ -96,7 +96,9 @@ def notice_template(
     settings: Settings, kind: str, language: str, *, clock: Clock | None = None
 ) -> MessageTemplate:
     """Return the cached, pre-encoded template of one notice in one language."""
-    language = choose_language(language, settings.site.language)
+    language = choose_language(
+        language, settings.site.language, user_dir=settings.site.templates_dir
+    )
     key = (id(settings), kind, language)
     with _lock:
         cached = _cache.get(key)
@@ -151,7 +153,7 @@ def notice_context(
     settings: Settings, kind: str, language: str, tokens: dict[str, str]
 ) -> dict[str, Any]:
     """Build the template context of one notice, every string translated."""
-    _ = translations(language, "email").gettext
+    _ = translations(language, "email", settings.site.templates_dir).gettext
     site = clean_line(settings.site.title) or "Publisher"
     values = {"site": site}
     action: _Link | None = None

@@ -43,10 +43,18 @@ class Schedule:
 
 @dataclass(frozen=True)
 class DueGroup:
-    """Time zones whose digest of one frequency and local date is due now."""
+    """Time zones whose digest of one frequency and local date fell due at one instant.
+
+    ``send_at`` is when the local send time came in these zones (zones with the same
+    UTC offset share it). It, not the moment a tick notices, closes the readers'
+    content window: a late tick (a scheduler that was down, a reader who moved to a
+    zone already past its send time) sends what the digest would have held on time,
+    and an article published later that day waits for the next digest.
+    """
 
     frequency: str
     local_date: date
+    send_at: datetime
     timezones: tuple[str, ...]
 
     @property
@@ -186,18 +194,21 @@ def due_date(frequency: str, now: datetime, tz: ZoneInfo, schedule: Schedule) ->
 def due_groups(
     now: datetime, zones: Mapping[str, Iterable[str]], schedule: Schedule
 ) -> list[DueGroup]:
-    """Group the zones (per frequency) whose digest is due at ``now`` by local date."""
+    """Group the zones (per frequency) due at ``now`` by local date and send instant."""
     now = _require_aware(now)
-    grouped: dict[tuple[str, date], set[str]] = {}
+    grouped: dict[tuple[str, date, datetime], set[str]] = {}
     for frequency, names in zones.items():
         for name in names:
-            day = due_date(frequency, now, zone(name), schedule)
+            tz = zone(name)
+            day = due_date(frequency, now, tz, schedule)
             if day is not None:
-                grouped.setdefault((frequency, day), set()).add(name)
+                instant = send_instant(day, schedule.send_time, tz)
+                grouped.setdefault((frequency, day, instant), set()).add(name)
     return [
-        DueGroup(frequency, day, tuple(sorted(names)))
-        for (frequency, day), names in sorted(
-            grouped.items(), key=lambda item: (FREQUENCIES.index(item[0][0]), item[0][1])
+        DueGroup(frequency, day, instant, tuple(sorted(names)))
+        for (frequency, day, instant), names in sorted(
+            grouped.items(),
+            key=lambda item: (FREQUENCIES.index(item[0][0]), item[0][1], item[0][2]),
         )
     ]
 

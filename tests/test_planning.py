@@ -76,11 +76,26 @@ def test_indonesian_zones_are_each_due_at_their_own_seven() -> None:
 def test_indonesian_zones_share_one_edition_per_local_date() -> None:
     # At 00:00 UTC on the 25th it is 07:00 WIB, 08:00 WITA and 09:00 WIT: all due for the 25th.
     groups = due_groups(datetime(2026, 11, 25, 0, 0, tzinfo=UTC), {DAILY: INDONESIA}, Schedule())
-    assert groups == [DueGroup(DAILY, date(2026, 11, 25), tuple(sorted(INDONESIA)))]
-    assert groups[0].period_key == "daily:2026-11-25"
+    day = date(2026, 11, 25)
+    # One edition key, but each zone's window closes at its own 07:00.
+    assert groups == [
+        DueGroup(DAILY, day, datetime(2026, 11, 24, 22, tzinfo=UTC), ("Asia/Jayapura",)),
+        DueGroup(DAILY, day, datetime(2026, 11, 24, 23, tzinfo=UTC), ("Asia/Makassar",)),
+        DueGroup(DAILY, day, datetime(2026, 11, 25, 0, tzinfo=UTC), ("Asia/Jakarta",)),
+    ]
+    assert {group.period_key for group in groups} == {"daily:2026-11-25"}
+    # Zones with the same offset share a group.
+    groups = due_groups(
+        datetime(2026, 11, 25, 0, 0, tzinfo=UTC),
+        {DAILY: ["Asia/Jakarta", "Asia/Pontianak", "Asia/Bangkok"]},
+        Schedule(),
+    )
+    assert [group.timezones for group in groups] == [
+        ("Asia/Bangkok", "Asia/Jakarta", "Asia/Pontianak")
+    ]
     # A quarter of an hour earlier WIB is still waiting for its 07:00.
     groups = due_groups(datetime(2026, 11, 24, 23, 45, tzinfo=UTC), {DAILY: INDONESIA}, Schedule())
-    assert groups == [DueGroup(DAILY, date(2026, 11, 25), ("Asia/Jayapura", "Asia/Makassar"))]
+    assert [group.timezones for group in groups] == [("Asia/Jayapura",), ("Asia/Makassar",)]
     # At 21:45 UTC it is the 25th before 07:00 in all three zones: nothing is due,
     # and the 24th (whose sends are long past) is never sent late.
     groups = due_groups(datetime(2026, 11, 24, 21, 45, tzinfo=UTC), {DAILY: INDONESIA}, Schedule())

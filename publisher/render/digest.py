@@ -21,6 +21,8 @@ from publisher.render.templates import environment, render, template_source
 DIGEST_TEMPLATE = "digest.mjml.j2"
 #: Gmail clips messages at about 102 KB; stay under this many bytes of HTML.
 HTML_LIMIT = 100_000
+#: Room kept for the reader's own values (name, address, links) replacing the tokens.
+SLOT_RESERVE = 1_500
 #: The lead image's display width: 600 px body minus 24 px padding either side.
 IMAGE_WIDTH = 552
 #: Assumed aspect ratio (3:2) when an article does not say how big its image is.
@@ -238,7 +240,7 @@ def render_digest(settings: Settings, digest: Digest) -> CompiledDigest:
 
 
 def _size(html: str) -> int:
-    return len(html.encode("utf-8"))
+    return len(html.encode("utf-8")) + SLOT_RESERVE
 
 
 def _context(

@@ -89,7 +89,78 @@ def write_markdown(directory: Path, count: int) -> list[Path]:
     return paths
 
 
-WRITERS: dict[str, Writer] = {"markdown": write_markdown}
+def write_text(directory: Path, count: int) -> list[Path]:
+    """Write ``count`` scraped news pages as plain text: chrome, captions, body, initials."""
+    rng = random.Random(20261126)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for number in range(count):
+        caption = f"{_sentence(rng)[:-1]} (Foto: {rng.choice(['Reuters', 'via AP', 'AFP'])})"
+        paragraphs = [_paragraph(rng) for _ in range(rng.randint(4, 8))]
+        paragraphs[-1] += " [ab/cd]"
+        lines = [
+            "Langsung ke konten",
+            "Langsung ke menu utama",
+            "",
+            "Menu",
+            "Berita",
+            rng.choice(TAGS).capitalize(),
+            "",
+            f"Berita nomor {number}: {' '.join(rng.choices(WORDS, k=6))}",
+            "",
+            caption,
+            caption,
+            "",
+            "\n\n".join(paragraphs),
+            "",
+            "Komentar",
+            "Bagikan",
+            "XS",
+            "SM",
+            "MD",
+            "LG",
+            "Rekomendasi",
+            _sentence(rng)[:-1],
+            "",
+        ]
+        path = directory / f"article-{number:05d}.txt"
+        path.write_text("\n".join(lines), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def write_html(directory: Path, count: int) -> list[Path]:
+    """Write ``count`` news pages as HTML: meta tags, JSON-LD, navigation, figure, footer."""
+    rng = random.Random(20261127)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for number in range(count):
+        title = f"Berita nomor {number}: {' '.join(rng.choices(WORDS, k=6))}"
+        published = (START + timedelta(minutes=37 * number)).isoformat()
+        paragraphs = "\n".join(f"<p>{_paragraph(rng)}</p>" for _ in range(rng.randint(4, 8)))
+        menu = "".join(f'<li><a href="/{tag}">{tag}</a></li>' for tag in TAGS)
+        page = f"""<!doctype html>
+<html lang="id"><head><meta charset="utf-8"><title>{title} | Kabar</title>
+<link rel="canonical" href="https://kabar.example.id/berita/{number}">
+<meta property="og:image" content="https://kabar.example.id/img/{number}.jpg">
+<meta property="article:published_time" content="{published}">
+<meta name="author" content="{rng.choice(AUTHORS)}">
+<script type="application/ld+json">{{"@type": "NewsArticle", "headline": "{title}"}}</script>
+</head><body><header><a href="#isi">Langsung ke konten</a><nav><ul>{menu}</ul></nav></header>
+<main id="isi"><article><h1>{title}</h1>
+<figure><img src="/img/{number}.jpg" alt="Foto {number}">
+<figcaption>{_sentence(rng)} <span class="credit">Foto: Redaksi</span></figcaption></figure>
+{paragraphs}
+</article><aside><h3>Berita terkait</h3><ul>{menu}</ul></aside></main>
+<footer><p>Hak cipta dilindungi.</p></footer></body></html>
+"""
+        path = directory / f"article-{number:05d}.html"
+        path.write_text(page, encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+WRITERS: dict[str, Writer] = {"markdown": write_markdown, "text": write_text, "html": write_html}
 #: Seconds allowed for 1,000 articles (issue 2: Markdown under 10 s).
 BUDGETS: dict[str, float] = {"markdown": 10.0}
 

@@ -98,6 +98,40 @@ def test_atom_entries_map_to_articles() -> None:
     )
 
 
+def test_json_feed_items_map_to_articles() -> None:
+    feed = parse_feed(
+        (DATA / "ruang-kota.json").read_bytes(), "ruang-kota.json", language="en", tz=JAKARTA
+    )
+    assert (feed.title, feed.version, feed.warnings) == ("Ruang Kota", "json11", [])
+    park, stop = feed.drafts
+    assert park.title == "Taman kota Makassar dibuka sampai malam"
+    assert park.language == "id"
+    assert park.external_id == "https://ruangkota.example.id/2026/taman-kota-makassar"
+    assert park.published_at == datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+    assert park.updated_at == datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
+    assert park.author == "Andi Pratiwi"
+    assert park.tags == ["Kota", "Ruang Publik"]
+    assert park.image_url == "https://ruangkota.example.id/img/taman.jpg"
+    assert stop.external_id == "https://ruangkota.example.id/#rk-2026-077"
+    assert stop.author == "Redaksi Ruang Kota"
+    assert stop.body_html == (
+        "<p>Enam halte bus baru mulai dipakai pekan ini.</p>\n"
+        "<p>Setiap halte punya atap dan papan jadwal.</p>"
+    )
+
+
+def test_cli_imports_a_json_feed_and_sanitizes_it(
+    site_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = site_dir / DEFAULT_CONFIG
+    path = DATA / "ruang-kota.json"
+    result = invoke(capsys, "--config", config, "articles", "import-feed", path)
+    assert f"{path}: 2 created" in result.stdout, result.stdout + result.stderr
+    bodies = " ".join(a.body_html for a in stored_articles(config))
+    assert "onclick" not in bodies
+    assert "Lampu baru dipasang" in bodies
+
+
 def test_entry_without_title_gets_one_from_its_text() -> None:
     data = (
         b"<rss version='2.0'><channel><title>T</title><item><guid>tag:x,2026:1</guid>"
@@ -136,7 +170,12 @@ BAD_FEEDS: dict[str, tuple[bytes, str]] = {
         b"<!doctype html><html><body><p>Halo</p></body></html>",
         r"not XML .*expected an RSS or Atom feed",
     ),
-    "json-feed": (b'{"version": "https://jsonfeed.org/version/1.1"}', r"not XML"),
+    "json-feed-without-items": (
+        b'{"version": "https://jsonfeed.org/version/1.1"}',
+        r"JSON Feed without an items list",
+    ),
+    "other-json": (b'{"nama": "bukan feed"}', r"JSON but not a JSON Feed"),
+    "broken-json": (b'{"version": "https://jsonfeed.org/version/1.1",\n', r":2: not XML or JSON"),
     "other-xml": (
         b"<?xml version='1.0'?><catatan><isi>Bukan feed</isi></catatan>",
         r"XML but not an RSS or Atom feed \(root element <catatan>\)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import codecs
 import hashlib
+import json
 import re
 import xml.sax
 from dataclasses import dataclass, field
@@ -49,8 +50,12 @@ def parse_feed(
     source_url: str = "",
     content_type: str = "",
 ) -> ParsedFeed:
-    """Parse RSS or Atom bytes, or raise InputError saying why this is not a usable feed."""
+    """Parse RSS, Atom or JSON Feed bytes, or raise InputError saying why they are unusable."""
     _check_bytes(data, name, content_type)
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"{", b"[")):
+        return _parse_json_feed(
+            data, name, language=language, tz=tz, tags=tags or [], source_url=source_url
+        )
     headers = {"content-location": source_url} if source_url else {}
     if content_type:
         headers["content-type"] = content_type
@@ -293,3 +298,92 @@ def reject_feed_file(source: SourceText, options: ImportOptions) -> ArticleDraft
         f"{source.path}:1: this is an RSS or Atom feed; import its entries with "
         f"`publisher articles import-feed {source.path}`"
     )
+
+
+def _parse_json_feed(
+    data: bytes, name: str, *, language: str, tz: ZoneInfo, tags: list[str], source_url: str
+) -> ParsedFeed:
+    """Read JSON Feed 1.0/1.1 (feedparser 6 reads only XML feeds)."""
+    try:
+        document = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{name}: not valid utf-8 text (byte 0x{data[exc.start]:02x})") from None
+    except ValueError as exc:
+        line = getattr(exc, "lineno", 1)
+        raise InputError(f"{name}:{line}: not XML or JSON ({exc}); expected a feed") from None
+    version = document.get("version") if isinstance(document, dict) else None
+    if not isinstance(version, str) or "jsonfeed.org" not in version:
+        raise InputError(f"{name}: JSON but not a JSON Feed (no jsonfeed.org version)")
+    items = document.get("items")
+    if not isinstance(items, list):
+        raise InputError(f"{name}: JSON Feed without an items list")
+    result = ParsedFeed(
+        title=_json_text(document.get("title")),
+        link=_json_text(document.get("home_page_url")),
+        version="json" + version.rstrip("/").rsplit("/", 1)[-1].replace(".", ""),
+    )
+    feed_language = _primary_language(document.get("language")) or language
+    feed_author = _json_author(document)
+    key = source_url or result.link or name
+    for position, item in enumerate(items, start=1):
+        if not isinstance(item, dict):
+            result.warnings.append(f"{name}: item {position}: not an object")
+            continue
+        entry = _json_entry(item, feed_author)
+        try:
+            draft = _entry_draft(entry, key=key, language=feed_language, tz=tz, tags=tags)
+        except InputError as exc:
+            result.warnings.append(f"{name}: item {position}: {exc}")
+            continue
+        draft.source_url = source_url or result.link
+        result.drafts.append(draft)
+    return result
+
+
+def _json_text(value: object) -> str:
+    return " ".join(value.split()) if isinstance(value, str) else ""
+
+
+def _json_author(holder: dict[str, Any]) -> str:
+    authors = holder.get("authors")
+    if isinstance(authors, list) and authors and isinstance(authors[0], dict):
+        return _json_text(authors[0].get("name"))
+    author = holder.get("author")  # JSON Feed 1.0
+    return _json_text(author.get("name")) if isinstance(author, dict) else ""
+
+
+def _json_entry(item: dict[str, Any], feed_author: str) -> dict[str, Any]:
+    """Shape a JSON Feed item like a feedparser entry, so one mapping serves both."""
+    entry: dict[str, Any] = {
+        "id": str(item.get("id", "") or ""),
+        "link": _json_text(item.get("url")) or _json_text(item.get("external_url")),
+        "title": _json_text(item.get("title")),
+        "author": _json_author(item) or feed_author,
+        "tags": [{"term": t} for t in item.get("tags") or [] if isinstance(t, str)],
+        "language": item.get("language"),
+    }
+    if isinstance(item.get("content_html"), str):
+        entry["content"] = [{"type": "text/html", "value": item["content_html"]}]
+    elif isinstance(item.get("content_text"), str):
+        entry["content"] = [{"type": "text/plain", "value": item["content_text"]}]
+    elif isinstance(item.get("summary"), str):
+        entry["summary_detail"] = {"type": "text/plain", "value": item["summary"]}
+    for key, field_name in (("published", "date_published"), ("updated", "date_modified")):
+        if isinstance(item.get(field_name), str):
+            entry[key] = item[field_name]
+    image = _json_text(item.get("image")) or _json_text(item.get("banner_image"))
+    if image:
+        entry["media_content"] = [{"url": image, "medium": "image"}]
+    for attachment in item.get("attachments") or []:
+        if isinstance(attachment, dict) and str(attachment.get("mime_type", "")).startswith(
+            "image/"
+        ):
+            entry["enclosures"] = [
+                {
+                    "href": _json_text(attachment.get("url")),
+                    "type": attachment.get("mime_type"),
+                    "length": attachment.get("size_in_bytes"),
+                }
+            ]
+            break
+    return entry

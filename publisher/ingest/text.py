@@ -63,6 +63,8 @@ _DATE_WORDS = frozenset(
         """,
     )
 )
+_ALNUM = re.compile(r"[^\W_]")
+_DIGIT = re.compile(r"\d")
 _DATE_TOKEN = re.compile(r"[\w']+")
 _FONT_SIZES = {"xs", "s", "sm", "m", "md", "l", "lg", "xl", "xxl", "a", "a-", "a+", "aa"}
 
@@ -281,7 +283,18 @@ def _key(text: str) -> str:
 
 
 def _words(text: str) -> list[str]:
-    return [word for word in text.split() if any(ch.isalnum() for ch in word)]
+    return [word for word in text.split() if _ALNUM.search(word)]
+
+
+def _word_count(text: str, cap: int = 64) -> int:
+    """Count words (tokens with a letter or digit), stopping at ``cap``: lines can be huge."""
+    count = 0
+    for word in text.split(None, cap * 2):
+        if _ALNUM.search(word):
+            count += 1
+            if count >= cap:
+                break
+    return count
 
 
 def is_chrome_label(text: str) -> bool:
@@ -291,26 +304,32 @@ def is_chrome_label(text: str) -> bool:
 
 
 def _is_label(text: str) -> bool:
-    words = _words(text)
-    return len(words) <= MAX_LABEL_WORDS and not text.endswith((".", "!", "?", "…"))
+    return _word_count(text, MAX_LABEL_WORDS + 1) <= MAX_LABEL_WORDS and not text.endswith(
+        (".", "!", "?", "…")
+    )
 
 
 def _is_date_line(text: str) -> bool:
-    if not any(ch.isdigit() for ch in text):
+    if _DIGIT.search(text) is None:
         return False
     return all(
-        token.isdigit() or token.casefold() in _DATE_WORDS for token in _DATE_TOKEN.findall(text)
+        token[0].isdigit() or token[0].casefold() in _DATE_WORDS
+        for token in _DATE_TOKEN.finditer(text)
     )
 
 
 def _is_menu(text: str) -> bool:
     pieces = [p for p in _MENU_SEPARATOR.split(text) if p.strip()]
-    return len(pieces) >= 3 and all(len(_words(p)) <= MAX_LABEL_WORDS for p in pieces)
+    return len(pieces) >= 3 and all(
+        _word_count(p, MAX_LABEL_WORDS + 1) <= MAX_LABEL_WORDS for p in pieces
+    )
 
 
 def _caption_of(text: str) -> _Caption | None:
+    if len(text) > MAX_CAPTION_CHARS:
+        return None
     match = _CREDIT.search(text)
-    if match is None or len(text) > MAX_CAPTION_CHARS:
+    if match is None:
         return None
     credit = " ".join(match["credit"].split())
     return _Caption(text[: match.start()].strip(), credit)
@@ -328,18 +347,19 @@ def split_credit(text: str) -> tuple[str, str]:
 def _find_headline(lines: list[_Line], name: str) -> int:
     for index, line in enumerate(lines):
         text = line.text
-        words = _words(text)
         if _is_label(text) or is_chrome_label(text) or _is_menu(text) or _is_date_line(text):
             continue
         if _caption_of(text) is not None:
             continue
-        if len(words) > MAX_HEADLINE_WORDS or len(text) > MAX_HEADLINE_CHARS:
+        count = _word_count(text, MAX_HEADLINE_WORDS + 1)
+        if count > MAX_HEADLINE_WORDS or len(text) > MAX_HEADLINE_CHARS:
             raise InputError(
-                f"{name}:{line.number}: no headline before the first paragraph "
-                f"(this line has {len(words)} words; put the headline, "
-                f"{MIN_HEADLINE_WORDS} to {MAX_HEADLINE_WORDS} words, on its own line above it)"
+                f"{name}:{line.number}: no headline before the first paragraph (this line "
+                f"is too long for one; put the headline, {MIN_HEADLINE_WORDS} to "
+                f"{MAX_HEADLINE_WORDS} words, on its own line above it)"
             )
-        if len(words) >= MIN_HEADLINE_WORDS and sum(w.isalpha() for w in words) >= 2:
+        words = _words(text)
+        if count >= MIN_HEADLINE_WORDS and sum(w.isalpha() for w in words) >= 2:
             return index
     raise InputError(
         f"{name}:1: no headline found (expected a line of {MIN_HEADLINE_WORDS} to "
@@ -385,19 +405,26 @@ def _cut_trailing_chrome(body: list[_Line]) -> tuple[list[_Line], list[str]]:
 
 
 def _is_article_paragraph(text: str) -> bool:
-    return len(_words(text)) >= 15 and text.endswith((".", "!", "?", "…", '"', "”", "’"))
+    return _word_count(text, 15) >= 15 and text.endswith((".", "!", "?", "…", '"', "”", "’"))
 
 
 def _trailing_section_start(body: list[_Line]) -> int:
+    # Whether a real paragraph follows each line, computed once (a scrape may hold
+    # thousands of label lines).
+    paragraph_after = [False] * (len(body) + 1)
+    for index in range(len(body) - 1, -1, -1):
+        paragraph_after[index] = paragraph_after[index + 1] or _is_article_paragraph(
+            body[index].text
+        )
     seen_paragraph = False
     for index, line in enumerate(body):
         if (
             seen_paragraph
             and _key(line.text) in TRAILING_SECTIONS
-            and not any(_is_article_paragraph(later.text) for later in body[index + 1 :])
+            and not paragraph_after[index + 1]
         ):
             return index
-        if _is_article_paragraph(line.text) or len(_words(line.text)) > MAX_LABEL_WORDS:
+        if _word_count(line.text, MAX_LABEL_WORDS + 1) > MAX_LABEL_WORDS:
             seen_paragraph = True
     return len(body)
 
@@ -409,7 +436,7 @@ def _strip_front_matter(body: list[_Line]) -> tuple[str, list[str], list[_Line]]
     index = 0
     while index < len(body):
         text = body[index].text
-        short = len(_words(text)) <= 6 and not text.endswith((".", "!", "?"))
+        short = _word_count(text, 7) <= 6 and not text.endswith((".", "!", "?"))
         by = _AUTHOR.match(text) if short else None
         edited = _EDITOR_LINE.match(text) if short else None
         if by is not None and not author:
@@ -484,7 +511,7 @@ def _build_body(body: list[_Line]) -> _Parts:
         is_heading = (
             line.blank_before
             and (following is None or following.blank_before)
-            and len(_words(text)) <= MAX_HEADING_WORDS
+            and _word_count(text, MAX_HEADING_WORDS + 1) <= MAX_HEADING_WORDS
             and not text.endswith(_TERMINAL)
             and parts.first_paragraph
             and following is not None
@@ -540,7 +567,9 @@ def _drop_inline_chrome(body: list[_Line]) -> list[_Line]:
             continue
         if skip_next_link:
             skip_next_link = False
-            if len(_words(text)) <= MAX_HEADLINE_WORDS and not text.endswith((".", "!", "?")):
+            if _word_count(
+                text, MAX_HEADLINE_WORDS + 1
+            ) <= MAX_HEADLINE_WORDS and not text.endswith((".", "!", "?")):
                 pending_blank = True
                 index += 1
                 continue

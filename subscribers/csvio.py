@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from subscribers import preferences as prefs
-from subscribers import repository, suppression
+from subscribers import suppression
 from subscribers.addresses import normalize
 from subscribers.errors import InvalidInput
 from subscribers.models import ACTIVE, PENDING, Base, Subscriber
@@ -312,14 +312,35 @@ async def import_csv(
     return report
 
 
-async def export_csv(session: AsyncSession, out: TextIO, *, status: str | None = None) -> int:
+async def export_csv(
+    session: AsyncSession, out: TextIO, *, status: str | None = None, batch_size: int = 2000
+) -> int:
     """Write every subscriber (with consent fields) as CSV, streaming; return the count."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
+    table = Base.metadata.tables["subscribers"]
+    columns = [table.c[name] for name in EXPORT_COLUMNS]
     count = 0
-    async for subscriber in repository.stream(session, status=status):
-        data = repository.to_dict(subscriber)
-        data["topics"] = ";".join(data["topics"])
-        writer.writerow([_escape(data[name]) for name in EXPORT_COLUMNS])
-        count += 1
-    return count
+    last_id = 0
+    while True:
+        # Plain rows in keyset batches: the whole list never sits in memory.
+        query = sa.select(table.c.id, *columns).where(table.c.id > last_id)
+        if status is not None:
+            query = query.where(table.c.status == status)
+        rows = (await session.execute(query.order_by(table.c.id).limit(batch_size))).all()
+        for row in rows:
+            writer.writerow(
+                [_cell(name, value) for name, value in zip(EXPORT_COLUMNS, row[1:], strict=True)]
+            )
+        count += len(rows)
+        if len(rows) < batch_size:
+            return count
+        last_id = rows[-1][0]
+
+
+def _cell(name: str, value: object) -> str:
+    if name == "topics" and isinstance(value, list):
+        return _escape(";".join(str(v) for v in value))
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return _escape(value)

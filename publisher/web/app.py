@@ -30,6 +30,7 @@ def create_app(site: Site, *, poll_interval: float = 1.0) -> FastAPI:
         finally:
             await cache.stop()
             await pinger.aclose()
+            await subscription.drain(app)  # send confirmations already promised
             await site.aclose()
 
     app = FastAPI(

@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from publisher.config import DEFAULT_CONFIG, load_settings
 from publisher.content.models import Article, FeedSource
@@ -390,3 +392,42 @@ async def test_import_feed_function_from_a_file(site: Site) -> None:
     assert (report.status, report.count("created")) == ("imported", 2)
     assert report.title == "Island Notes"
     assert load_settings(site.settings.config_path).sources == []
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.binary(max_size=2000),
+        st.lists(
+            st.sampled_from(
+                [
+                    b"<?xml version='1.0'?>",
+                    b"<rss version='2.0'>",
+                    b"<channel>",
+                    b"<item>",
+                    b"<title>Judul</title>",
+                    b"<guid>1</guid>",
+                    b"</item>",
+                    b"<feed>",
+                    b"<entry>",
+                    b"<pubDate>Mon, 99 Nov 2026</pubDate>",
+                    b"&#1114112;",
+                    b"<!DOCTYPE x [",
+                    b'{"version": "https://jsonfeed.org/version/1", "items": [',
+                    b"{}",
+                    b"]}",
+                    b"\xff",
+                    b"<enclosure url='x' type='image/png' length='-5'/>",
+                ]
+            ),
+            max_size=40,
+        ).map(b"".join),
+    )
+)
+def test_arbitrary_bytes_raise_only_input_error(data: bytes) -> None:
+    try:
+        feed = parse_feed(data, "feed.xml", language="id", tz=JAKARTA)
+    except InputError:
+        return
+    for draft in feed.drafts:
+        assert draft.title.strip()

@@ -16,6 +16,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from publisher.config import DEFAULT_CONFIG
 from publisher.content.models import Article
@@ -314,3 +316,37 @@ async def test_fetch_conditional_get(server: LocalServer) -> None:
     sent = server.requests[-1][1]
     assert sent["If-None-Match"] == '"v1"'
     assert sent["If-Modified-Since"] == "Tue, 24 Nov 2026 10:00:00 GMT"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.text(max_size=2000),
+        st.lists(
+            st.sampled_from(
+                [
+                    "<html>",
+                    "<p>",
+                    "</p>",
+                    "<figure>",
+                    "<img src='/a.jpg'>",
+                    "<meta ",
+                    "<!--",
+                    '<script type="application/ld+json">{"@type": "NewsArticle", ',
+                    "<title>",
+                    "Kalimat berita yang cukup panjang untuk sebuah paragraf. ",
+                    "&amp;",
+                    "\x00",
+                ]
+            ),
+            max_size=60,
+        ).map("".join),
+    )
+)
+def test_arbitrary_html_raises_only_input_error(text: str) -> None:
+    try:
+        draft = parse_html(SourceText(Path("page.html"), text), OPTIONS)
+    except InputError:
+        return
+    assert draft.title.strip()
+    assert draft.body_html.strip()

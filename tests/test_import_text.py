@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -354,3 +355,18 @@ def test_no_body_paragraph_with_digits_and_quotes_is_lost(
     body = html.unescape(draft.body_html)
     for paragraph in paragraphs:
         assert paragraph in body
+
+
+@pytest.mark.slow
+def test_huge_scrapes_parse_in_linear_time() -> None:
+    head = "Judul berita yang cukup panjang sekali\n\nIsi paragraf pertama yang panjang.\n\n"
+    hostile = {
+        "one long line": head + "kata " * 500_000 + ".",
+        "labels after the body": head + "Komentar\n" * 150_000,
+        "font-size runs": head + "XS\nKata\n" * 100_000,
+        "captions": head + "".join(f"Foto {i} (Foto: AP)\n" for i in range(100_000)),
+    }
+    for what, text in hostile.items():
+        started = time.perf_counter()
+        parse_text(from_text(text), OPTIONS)
+        assert time.perf_counter() - started < 10, what

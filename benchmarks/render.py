@@ -6,7 +6,7 @@ readers: each message gets its own To (some non-ASCII names), Date, Message-ID,
 List-Unsubscribe and escaped, quoted-printable greeting, address and links. Figures are
 medians over rounds; the process is pinned to one CPU.
 
-    .venv/bin/python benchmarks/render.py [--messages 20000] [--rounds 5] [--dkim-messages 300]
+    .venv/bin/python benchmarks/render.py [--messages 20000] [--rounds 5] [--dkim-messages 3000]
 """
 
 from __future__ import annotations
@@ -104,17 +104,20 @@ def readers(count: int) -> list[Recipient]:
     ]
 
 
-def rate(template: MessageTemplate, batch: list[Recipient], rounds: int) -> tuple[float, int]:
-    """Return the median messages/s over ``rounds`` passes, and the message size."""
+def rate(
+    template: MessageTemplate, batch: list[Recipient], rounds: int
+) -> tuple[float, float, int]:
+    """Return the median messages/s over ``rounds`` passes (wall, CPU time), and the size."""
     personalize = template.personalize
     size = len(personalize(batch[0]))
-    rates = []
+    rates, cpu_rates = [], []
     for _ in range(rounds):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for reader in batch:
             personalize(reader)
         rates.append(len(batch) / (time.perf_counter() - started))
-    return statistics.median(rates), size
+        cpu_rates.append(len(batch) / max(time.process_time() - cpu_started, 1e-9))
+    return statistics.median(rates), statistics.median(cpu_rates), size
 
 
 def make_key(folder: Path) -> Path | None:
@@ -136,7 +139,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20000, help="readers per round")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--dkim-messages", type=int, default=300)
+    parser.add_argument("--dkim-messages", type=int, default=3000)
     parser.add_argument("--no-check", action="store_true", help="do not fail on the budget")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
@@ -161,7 +164,7 @@ def main() -> int:
         f"{statistics.median(compile_times) * 1000:.1f} ms; HTML {len(compiled.html):,} bytes"
     )
 
-    per_second, size = rate(template, readers(args.messages), args.rounds)
+    per_second, _, size = rate(template, readers(args.messages), args.rounds)
     micros = 1e6 / per_second
     print(
         f"personalize without DKIM: {per_second:,.0f} messages/s on one core "
@@ -181,11 +184,11 @@ def main() -> int:
                 }
             )
             signed = build_digest_template(signed_settings, compiled, clock=SystemClock())
-            dkim_rate, dkim_size = rate(signed, readers(args.dkim_messages), args.rounds)
+            dkim_rate, dkim_cpu, dkim_size = rate(signed, readers(args.dkim_messages), args.rounds)
             print(
-                f"personalize with DKIM (rsa-sha256, 2048-bit, dkimpy): {dkim_rate:,.0f} "
+                f"personalize with DKIM (rsa-sha256, 2048-bit, OpenSSL): {dkim_rate:,.0f} "
                 f"messages/s on one core ({1e6 / dkim_rate:,.0f} µs/message, "
-                f"{dkim_size:,} bytes each)"
+                f"{dkim_size:,} bytes each; CPU time alone: {dkim_cpu:,.0f} messages/s)"
             )
     if micros > BUDGET_US and not args.no_check:
         print(f"FAIL: {micros:.1f} µs/message is over the {BUDGET_US:.0f} µs budget")

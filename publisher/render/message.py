@@ -332,7 +332,11 @@ class MessageTemplate:
             values.append(value)
         message = self._pattern % tuple(values)
         if self._signer is not None:
-            return self._signer.sign(message, self._signed_headers) + message
+            # t= is the second the Date header shows (set by _date above).
+            signature = self._signer.sign(
+                message, self._signed_headers, timestamp=self._date_cache[0]
+            )
+            return signature + message
         return message
 
     def _date(self) -> bytes:

@@ -12,6 +12,7 @@ from publisher.cli import bounces as bounces_cli
 from publisher.cli import digest as digest_cli
 from publisher.cli import feed as feed_cli
 from publisher.cli import schedule as schedule_cli
+from publisher.cli import sending as sending_cli
 from publisher.cli import serve as serve_cli
 from publisher.cli import subscribers as subscribers_cli
 from publisher.cli.context import CliContext
@@ -44,6 +45,7 @@ for module in (
     serve_cli,
     schedule_cli,
     digest_cli,
+    sending_cli,
     subscribers_cli,
     bounces_cli,
 ):

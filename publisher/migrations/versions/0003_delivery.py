@@ -72,6 +72,7 @@ def upgrade() -> None:
         sa.Column("smtp_code", sa.Integer, nullable=True),
         sa.Column("smtp_response", sa.Text, nullable=False),
         sa.Column("message_id", sa.String(300), nullable=False),
+        sa.Column("window_end", sa.DateTime, nullable=False),
         sa.UniqueConstraint("edition_id", "subscriber_id", name="uq_outbox_edition_subscriber"),
     )
     op.create_index("ix_outbox_status_next", "outbox", ["status", "next_attempt_at", "id"])

@@ -1,0 +1,430 @@
+"""Editions and their recipients: who gets which articles, written to the outbox in batches."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from email.utils import parseaddr
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from publisher import planning
+from publisher.content.models import PUBLISHED, Article
+from publisher.db import is_sqlite, transaction
+from publisher.delivery.models import (
+    DONE,
+    ENQUEUING,
+    OPEN,
+    QUEUED,
+    SENDING,
+    Edition,
+    EditionVariant,
+    OutboxRow,
+)
+from publisher.errors import UsageError
+from publisher.site import Site
+from subscribers import suppression
+from subscribers.models import ACTIVE, Subscriber
+
+#: Subscribers read, and outbox rows written, per transaction.
+BATCH_SIZE = 1000
+#: However long ago someone's last digest was, look no further back than this.
+MAX_LOOKBACK = timedelta(days=31)
+DEFAULT_WINDOW = {planning.DAILY: timedelta(hours=24), planning.WEEKLY: timedelta(days=7)}
+
+
+@dataclass
+class EnqueueReport:
+    """What writing an edition's recipients did."""
+
+    edition_id: int | None
+    period_key: str
+    considered: int = 0
+    queued: int = 0
+    already_queued: int = 0
+    nothing_new: int = 0
+    suppressed: int = 0
+    other_zone: int = 0
+    #: Recipients per variant key ("language:article ids").
+    variants: dict[str, int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.period_key}: {self.queued} queued, {self.already_queued} already queued, "
+            f"{self.nothing_new} with nothing new, {self.suppressed} suppressed, "
+            f"{len(self.variants)} variant(s)"
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The articles one reader gets: the variant's identity."""
+
+    language: str
+    article_ids: tuple[int, ...]
+    more_count: int
+
+    @property
+    def key(self) -> str:
+        """Return a short stable key for (language, articles, more)."""
+        raw = f"{self.language}|{','.join(map(str, self.article_ids))}|{self.more_count}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+    def describe(self) -> str:
+        """Return ``language:ids`` for reports."""
+        return f"{self.language}:{','.join(map(str, self.article_ids))}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    id: int
+    published_at: datetime
+    language: str
+    tags: frozenset[str]
+
+
+def edition_date(frequency: str, local_day: date, weekly_day: str) -> date:
+    """Return the date an edition is keyed by: the day itself, or the week's digest day."""
+    if frequency == planning.WEEKLY:
+        weekday = planning.WEEKDAYS.index(weekly_day)
+        return local_day - timedelta(days=(local_day.weekday() - weekday) % 7)
+    return local_day
+
+
+def message_id(site: Site, period_key: str, subscriber_id: int) -> str:
+    """Return the stable Message-ID of one subscriber's copy of one edition."""
+    domain = _mail_domain(site)
+    secret = site.settings.web.secret_key.encode() or b"publisher"
+    tag = hmac.new(secret, f"{period_key}/{subscriber_id}".encode(), hashlib.sha256)
+    slug = period_key.replace(":", ".")
+    return f"<{slug}.{subscriber_id}.{tag.hexdigest()[:12]}@{domain}>"
+
+
+def _mail_domain(site: Site) -> str:
+    address = parseaddr(site.settings.mail.from_)[1]
+    domain = address.rpartition("@")[2]
+    if not domain:
+        domain = urlsplit(site.settings.site.base_url).hostname or "localhost"
+    return domain.encode("idna").decode("ascii").lower()
+
+
+async def open_edition(site: Site, frequency: str, local_date: date, now: datetime) -> Edition:
+    """Return the edition of ``frequency`` for ``local_date``, creating it once."""
+    if frequency not in planning.FREQUENCIES:
+        raise UsageError(f"not a digest frequency: {frequency!r} (use daily or weekly)")
+    key = planning.period_key(frequency, local_date)
+    for _ in range(2):
+        async with transaction(site.engine) as session:
+            found = await session.scalar(sa.select(Edition).where(Edition.period_key == key))
+            if found is not None:
+                return found
+        try:
+            async with transaction(site.engine) as session:
+                edition = Edition(
+                    period_key=key,
+                    frequency=frequency,
+                    status=OPEN,
+                    window_end=now,
+                    created_at=now,
+                    last_error="",
+                )
+                session.add(edition)
+            return edition
+        except IntegrityError:
+            continue  # another process opened it a moment ago; read theirs
+    raise RuntimeError(f"edition {key} could neither be created nor read")
+
+
+async def get_edition(site: Site, period_key: str | None = None) -> Edition | None:
+    """Return the named edition, or the most recently created one."""
+    async with transaction(site.engine) as session:
+        query = sa.select(Edition)
+        if period_key:
+            query = query.where(Edition.period_key == period_key)
+        else:
+            query = query.order_by(Edition.created_at.desc(), Edition.id.desc()).limit(1)
+        found: Edition | None = await session.scalar(query)
+        return found
+
+
+async def _candidates(site: Site, since: datetime, now: datetime) -> list[_Candidate]:
+    async with transaction(site.engine) as session:
+        rows = await session.execute(
+            sa.select(Article.id, Article.published_at, Article.language, Article.tags)
+            .where(Article.status == PUBLISHED)
+            .where(Article.published_at > since)
+            .where(Article.published_at <= now)
+            .order_by(Article.published_at.desc(), Article.id.desc())
+        )
+        return [
+            _Candidate(id, published_at, _primary(language), frozenset(_tags(tags)))
+            for id, published_at, language, tags in rows
+            if published_at is not None
+        ]
+
+
+def _primary(language: str) -> str:
+    return (language or "").split("-")[0].lower()
+
+
+def _tags(tags: Any) -> list[str]:
+    if isinstance(tags, str):  # some drivers hand JSON back as text
+        tags = json.loads(tags)
+    return [str(t).lower() for t in tags or []]
+
+
+class Planner:
+    """Choose each reader's articles: new since their last digest, in their language and topics."""
+
+    def __init__(
+        self, site: Site, frequency: str, now: datetime, candidates: Sequence[_Candidate]
+    ) -> None:
+        self.now = now
+        self.default_since = now - DEFAULT_WINDOW[frequency]
+        self.floor = now - MAX_LOOKBACK
+        self.max_articles = site.settings.digest.max_articles
+        self.site_language = _primary(site.settings.site.language)
+        self.candidates = candidates
+        self.languages = {c.language for c in candidates}
+        self._cache: dict[tuple[datetime, str, tuple[str, ...]], Plan | None] = {}
+
+    def window_start(self, last_digest_at: datetime | None) -> datetime:
+        """Return where a reader's content window starts."""
+        return max(last_digest_at or self.default_since, self.floor)
+
+    def plan(self, last_digest_at: datetime | None, language: str, topics: Any) -> Plan | None:
+        """Return the reader's variant, or None when nothing is new for them."""
+        since = self.window_start(last_digest_at)
+        language = _primary(language) or self.site_language
+        wanted = tuple(sorted(_tags(topics)))
+        key = (since, language, wanted)
+        if key in self._cache:
+            return self._cache[key]
+        # A language nobody publishes in would mean no digest ever: such readers get all.
+        match_language = language in self.languages
+        chosen = [
+            c.id
+            for c in self.candidates
+            if c.published_at > since
+            and (not match_language or c.language == language)
+            and (not wanted or c.tags.intersection(wanted))
+        ]
+        plan = None
+        if chosen:
+            plan = Plan(
+                language=language,
+                article_ids=tuple(chosen[: self.max_articles]),
+                more_count=max(0, len(chosen) - self.max_articles),
+            )
+        self._cache[key] = plan
+        return plan
+
+
+_SUBSCRIBER_COLUMNS = (
+    Subscriber.id,
+    Subscriber.email,
+    Subscriber.language,
+    Subscriber.timezone,
+    Subscriber.topics,
+    Subscriber.last_digest_at,
+    Subscriber.created_at,
+    Subscriber.confirmed_at,
+)
+
+
+async def enqueue(
+    site: Site,
+    edition: Edition,
+    now: datetime,
+    *,
+    timezones: Sequence[str] | None = None,
+    dry_run: bool = False,
+) -> EnqueueReport:
+    """Write one outbox row per due subscriber of the edition, in batches, never twice.
+
+    Streams active, unsuppressed subscribers of the edition's frequency who joined before
+    ``now`` (optionally only those whose effective time zone is in ``timezones``), gives
+    each what is new since their last digest, groups them into variants and inserts the
+    rows under the (edition, subscriber) unique constraint. ``dry_run`` only counts.
+    """
+    report = EnqueueReport(edition.id, edition.period_key)
+    site_zone = site.settings.site.timezone
+    zones = set(timezones) if timezones is not None else None
+    candidates = await _candidates(site, now - MAX_LOOKBACK, now)
+    planner = Planner(site, edition.frequency, now, candidates)
+    variant_ids: dict[str, int] = {}
+    if not dry_run:
+        variant_ids = await _existing_variants(site, edition.id)
+    insert = _insert_ignoring_duplicates(site)
+    if not dry_run and timezones is None:
+        await _mark_enqueuing(site, edition, now)
+    last_id = 0
+    earliest: datetime | None = None
+    while True:
+        async with transaction(site.engine) as session:
+            batch = (
+                await session.execute(
+                    sa.select(*_SUBSCRIBER_COLUMNS)
+                    .where(Subscriber.id > last_id)
+                    .where(Subscriber.status == ACTIVE)
+                    .where(Subscriber.frequency == edition.frequency)
+                    .where(Subscriber.created_at < now)
+                    .order_by(Subscriber.id)
+                    .limit(BATCH_SIZE)
+                )
+            ).all()
+            if not batch:
+                break
+            last_id = batch[-1].id
+            hashes = {row.id: suppression.email_hash(row.email) for row in batch}
+            blocked = await suppression.suppressed_among(session, hashes.values())
+            existing: set[int] = set()
+            if not dry_run:
+                existing = set(
+                    await session.scalars(
+                        sa.select(OutboxRow.subscriber_id)
+                        .where(OutboxRow.edition_id == edition.id)
+                        .where(OutboxRow.subscriber_id.in_([row.id for row in batch]))
+                    )
+                )
+            rows: list[dict[str, Any]] = []
+            for row in batch:
+                if row.confirmed_at is not None and row.confirmed_at >= now:
+                    continue  # joined while this send was being prepared
+                if zones is not None and planning.effective_zone(row.timezone, site_zone) not in (
+                    zones
+                ):
+                    report.other_zone += 1
+                    continue
+                report.considered += 1
+                if hashes[row.id] in blocked:
+                    report.suppressed += 1
+                    continue
+                if row.id in existing:
+                    report.already_queued += 1
+                    continue
+                plan = planner.plan(row.last_digest_at, row.language, row.topics)
+                if plan is None:
+                    report.nothing_new += 1
+                    continue
+                report.variants[plan.describe()] = report.variants.get(plan.describe(), 0) + 1
+                start = planner.window_start(row.last_digest_at)
+                earliest = start if earliest is None else min(earliest, start)
+                if dry_run:
+                    report.queued += 1
+                    continue
+                variant_id = variant_ids.get(plan.key)
+                if variant_id is None:
+                    variant_id = await _add_variant(site, session, edition.id, plan)
+                    variant_ids[plan.key] = variant_id
+                rows.append(
+                    {
+                        "edition_id": edition.id,
+                        "variant_id": variant_id,
+                        "subscriber_id": row.id,
+                        "email": row.email,
+                        "status": QUEUED,
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "claimed_by": "",
+                        "smtp_response": "",
+                        "message_id": message_id(site, edition.period_key, row.id),
+                        "window_end": now,
+                    }
+                )
+            if rows:
+                await session.execute(insert, rows)
+                report.queued += len(rows)
+    if not dry_run and edition.id is not None:
+        await _mark_sending(site, edition, earliest, now, report.queued > 0)
+    return report
+
+
+def _insert_ignoring_duplicates(site: Site) -> Any:
+    if is_sqlite(site.settings.database.url):
+        return sqlite.insert(OutboxRow).on_conflict_do_nothing()
+    return postgresql.insert(OutboxRow).on_conflict_do_nothing(
+        constraint="uq_outbox_edition_subscriber"
+    )
+
+
+async def _existing_variants(site: Site, edition_id: int) -> dict[str, int]:
+    async with transaction(site.engine) as session:
+        rows = await session.execute(
+            sa.select(EditionVariant.variant_key, EditionVariant.id).where(
+                EditionVariant.edition_id == edition_id
+            )
+        )
+        return {key: id for key, id in rows}
+
+
+async def _add_variant(site: Site, session: Any, edition_id: int, plan: Plan) -> int:
+    values = {
+        "edition_id": edition_id,
+        "variant_key": plan.key,
+        "language": plan.language,
+        "article_ids": list(plan.article_ids),
+        "more_count": plan.more_count,
+    }
+    statement = (
+        sqlite.insert(EditionVariant)
+        if is_sqlite(site.settings.database.url)
+        else postgresql.insert(EditionVariant)
+    )
+    # Two processes enqueueing the same edition may meet here; the first one's row wins.
+    await session.execute(statement.values(values).on_conflict_do_nothing())
+    found = await session.scalar(
+        sa.select(EditionVariant.id)
+        .where(EditionVariant.edition_id == edition_id)
+        .where(EditionVariant.variant_key == plan.key)
+    )
+    return int(found)
+
+
+async def _mark_sending(
+    site: Site, edition: Edition, earliest: datetime | None, now: datetime, added: bool
+) -> None:
+    async with transaction(site.engine) as session:
+        current = await session.get(Edition, edition.id)
+        if current is None:
+            return
+        if earliest is not None and (
+            current.window_start is None or earliest < current.window_start
+        ):
+            current.window_start = earliest
+        current.window_end = max(current.window_end, now)
+        if current.status in (OPEN, ENQUEUING) or (added and current.status == DONE):
+            current.status = SENDING
+            current.finished_at = None
+        edition.status = current.status
+        edition.window_start = current.window_start
+        edition.window_end = current.window_end
+
+
+async def _mark_enqueuing(site: Site, edition: Edition, now: datetime) -> None:
+    # Until the last batch is written, a crash leaves this mark: deliver() finishes the
+    # job with the same cutoff, so nobody is missed and nobody who joined later is added.
+    async with transaction(site.engine) as session:
+        await session.execute(
+            sa.update(Edition)
+            .where(Edition.id == edition.id)
+            .values(status=ENQUEUING, window_end=now, finished_at=None)
+        )
+    edition.status = ENQUEUING
+
+
+async def resume_enqueues(site: Site) -> list[EnqueueReport]:
+    """Finish writing the recipients of editions whose enqueue was interrupted."""
+    async with transaction(site.engine) as session:
+        unfinished = list(
+            await session.scalars(sa.select(Edition).where(Edition.status == ENQUEUING))
+        )
+    return [await enqueue(site, edition, edition.window_end) for edition in unfinished]

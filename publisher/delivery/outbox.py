@@ -1,0 +1,487 @@
+"""The outbox as workers see it: claim, record, release, recover, pause, finish.
+
+A row is claimed (status ``sending``, ``claimed_by`` = the worker) before its message is
+handed to SMTP, and its result is written right after. A worker that dies leaves its
+claimed rows behind; they go back to the queue once the worker is known to be dead: on
+SQLite, where one process sends, whoever holds the send lock; on PostgreSQL, whoever can
+take the dead worker's advisory lock (a live worker holds its own for its whole life).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import socket
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from publisher.db import is_sqlite, sqlite_path, transaction
+from publisher.delivery.models import (
+    CANCELLED,
+    CLAIMED,
+    DONE,
+    FAILED,
+    QUEUED,
+    RETRYING,
+    SENDING,
+    SENT,
+    WAITING,
+    Edition,
+    OutboxRow,
+)
+from publisher.errors import LockedError
+from publisher.site import Site
+from subscribers import bounces, suppression
+from subscribers.models import ACTIVE, Subscriber
+
+_OUTBOX = cast(sa.Table, OutboxRow.__table__)
+_SUBSCRIBERS = cast(sa.Table, Subscriber.__table__)
+#: Advisory lock class for worker liveness (the second key is the worker's hash).
+_LOCK_CLASS = 0x7075_6231
+_ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def new_worker_id() -> str:
+    """Return a name unique to this process on this machine and this start."""
+    host = socket.gethostname().split(".")[0][:40] or "host"
+    return f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _lock_key(worker_id: str) -> int:
+    value = int.from_bytes(hashlib.sha256(worker_id.encode()).digest()[:4], "big")
+    return value - (1 << 32) if value >= (1 << 31) else value
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One claimed outbox row with what is needed to build and send its message."""
+
+    row_id: int
+    edition_id: int
+    variant_id: int
+    subscriber_id: int
+    email: str
+    name: str
+    language: str
+    message_id: str
+    attempts: int
+    first_attempt_at: datetime | None
+    window_end: datetime
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one job: its new status and the server's reply."""
+
+    job: Job
+    status: str
+    at: datetime
+    code: int | None
+    response: str
+    next_attempt_at: datetime | None = None
+    #: Set for permanent refusals: the address goes through record_bounce.
+    bounce: bool = False
+
+
+class Outbox:
+    """One worker's handle on the outbox."""
+
+    def __init__(self, site: Site, worker_id: str | None = None) -> None:
+        self.site = site
+        self.worker_id = worker_id or new_worker_id()
+        self.sqlite = is_sqlite(site.settings.database.url)
+        self._lock_file: IO[bytes] | None = None
+        self._lock_connection: AsyncConnection | None = None
+        #: Rows cancelled at claim time (reader gone, unsubscribed or suppressed meanwhile).
+        self.cancelled = 0
+
+    # -- liveness -------------------------------------------------------------------
+
+    async def register(self) -> None:
+        """Announce this worker as alive (and, on SQLite, the only sender)."""
+        if self.sqlite:
+            path = sqlite_path(self.site.settings.database.url)
+            if path is None:
+                return
+            lock_path = path.with_name(path.name + ".send-lock")
+            handle = lock_path.open("a+b")
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().decode(errors="replace").strip() or "another process"
+                handle.close()
+                raise LockedError(
+                    f"{path}: {holder} is already sending from this SQLite database "
+                    "(only one sender at a time on SQLite; it will deliver what is queued)"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"worker {self.worker_id}".encode())
+            handle.flush()
+            self._lock_file = handle
+            return
+        connection = await self.site.engine.connect()
+        await connection.execute(
+            sa.text("SELECT pg_advisory_lock(:c, :k)"),
+            {"c": _LOCK_CLASS, "k": _lock_key(self.worker_id)},
+        )
+        await connection.commit()
+        self._lock_connection = connection
+
+    async def unregister(self) -> None:
+        """Drop the liveness lock."""
+        if self._lock_file is not None:
+            Path(self._lock_file.name).unlink(missing_ok=True)
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+        if self._lock_connection is not None:
+            await self._lock_connection.close()
+            self._lock_connection = None
+
+    async def recover(self, now: datetime) -> int:
+        """Return the rows of dead workers to the queue; return how many."""
+        if self.sqlite:
+            async with transaction(self.site.engine) as session:
+                result = await session.execute(
+                    self._requeue().where(_OUTBOX.c.claimed_by != self.worker_id), {"now": now}
+                )
+                return int(cast("CursorResult[Any]", result).rowcount or 0)
+        async with transaction(self.site.engine) as session:
+            owners = set(
+                await session.scalars(
+                    sa.select(OutboxRow.claimed_by)
+                    .where(OutboxRow.status == CLAIMED)
+                    .where(OutboxRow.claimed_by != self.worker_id)
+                    .distinct()
+                )
+            )
+        recovered = 0
+        for owner in owners:
+            key = {"c": _LOCK_CLASS, "k": _lock_key(owner)}
+            async with self.site.engine.connect() as connection:
+                got = await connection.scalar(sa.text("SELECT pg_try_advisory_lock(:c, :k)"), key)
+                if not got:
+                    continue  # alive: its rows are in flight
+                try:
+                    result = await connection.execute(
+                        self._requeue().where(_OUTBOX.c.claimed_by == owner), {"now": now}
+                    )
+                    await connection.commit()
+                    recovered += int(result.rowcount or 0)
+                finally:
+                    await connection.execute(sa.text("SELECT pg_advisory_unlock(:c, :k)"), key)
+                    await connection.commit()
+        return recovered
+
+    @staticmethod
+    def _requeue() -> sa.Update:
+        return (
+            sa.update(_OUTBOX)
+            .where(_OUTBOX.c.status == CLAIMED)
+            .values(
+                status=sa.case((_OUTBOX.c.attempts > 0, RETRYING), else_=QUEUED),
+                claimed_by="",
+                next_attempt_at=sa.bindparam("now"),
+            )
+        )
+
+    # -- claiming -------------------------------------------------------------------
+
+    async def claim(self, limit: int, now: datetime) -> list[Job]:
+        """Claim up to ``limit`` due rows (SKIP LOCKED on PostgreSQL); cancel stale ones."""
+        paused = sa.select(Edition.id).where(Edition.paused_until > now)
+        due = (
+            sa.select(_OUTBOX.c.id)
+            .where(_OUTBOX.c.status.in_(WAITING))
+            .where(_OUTBOX.c.next_attempt_at <= now)
+            .where(_OUTBOX.c.edition_id.not_in(paused))
+            .order_by(_OUTBOX.c.id)
+            .limit(limit)
+        )
+        if not self.sqlite:
+            due = due.with_for_update(skip_locked=True)
+        claim = (
+            sa.update(_OUTBOX)
+            .where(_OUTBOX.c.id.in_(due.scalar_subquery()))
+            .values(status=CLAIMED, claimed_by=self.worker_id, claimed_at=now)
+            .returning(
+                _OUTBOX.c.id,
+                _OUTBOX.c.edition_id,
+                _OUTBOX.c.variant_id,
+                _OUTBOX.c.subscriber_id,
+                _OUTBOX.c.email,
+                _OUTBOX.c.message_id,
+                _OUTBOX.c.attempts,
+                _OUTBOX.c.first_attempt_at,
+                _OUTBOX.c.window_end,
+            )
+        )
+        async with transaction(self.site.engine) as session:
+            rows = (await session.execute(claim)).all()
+            if not rows:
+                return []
+            ids = [row.subscriber_id for row in rows if row.subscriber_id is not None]
+            people = {
+                p.id: p
+                for p in await session.execute(
+                    sa.select(
+                        Subscriber.id, Subscriber.name, Subscriber.language, Subscriber.status
+                    ).where(Subscriber.id.in_(ids))
+                )
+            }
+            hashes = {row.id: suppression.email_hash(row.email) for row in rows}
+            blocked = await suppression.suppressed_among(session, hashes.values())
+            jobs: list[Job] = []
+            cancelled: list[dict[str, Any]] = []
+            for row in sorted(rows, key=lambda r: int(r.id)):
+                person = people.get(row.subscriber_id)
+                why = ""
+                if person is None:
+                    why = "subscriber removed before sending"
+                elif person.status != ACTIVE:
+                    why = f"subscriber {person.status} before sending"
+                elif hashes[row.id] in blocked:
+                    why = "address suppressed before sending"
+                if why:
+                    cancelled.append({"b_id": row.id, "b_response": why})
+                    continue
+                assert person is not None
+                jobs.append(
+                    Job(
+                        row_id=row.id,
+                        edition_id=row.edition_id,
+                        variant_id=row.variant_id,
+                        subscriber_id=row.subscriber_id,
+                        email=row.email,
+                        name=person.name or "",
+                        language=person.language or "",
+                        message_id=row.message_id,
+                        attempts=row.attempts,
+                        first_attempt_at=row.first_attempt_at,
+                        window_end=row.window_end,
+                    )
+                )
+            self.cancelled += len(cancelled)
+            if cancelled:
+                await session.execute(
+                    sa.update(_OUTBOX)
+                    .where(_OUTBOX.c.id == sa.bindparam("b_id"))
+                    .values(
+                        status=CANCELLED,
+                        claimed_by="",
+                        smtp_response=sa.bindparam("b_response"),
+                    ),
+                    cancelled,
+                )
+        return jobs
+
+    async def release(self, jobs: list[Job], at: datetime) -> None:
+        """Put claimed rows back untouched (not attempted), due again at ``at``."""
+        if not jobs:
+            return
+        async with transaction(self.site.engine) as session:
+            await session.execute(
+                sa.update(_OUTBOX)
+                .where(_OUTBOX.c.id == sa.bindparam("b_id"))
+                .where(_OUTBOX.c.claimed_by == self.worker_id)
+                .values(
+                    status=sa.bindparam("b_status"),
+                    claimed_by="",
+                    next_attempt_at=at,
+                ),
+                [{"b_id": j.row_id, "b_status": RETRYING if j.attempts else QUEUED} for j in jobs],
+            )
+
+    # -- results --------------------------------------------------------------------
+
+    async def record(self, outcomes: list[Outcome]) -> None:
+        """Write a batch of results in one transaction (executemany), bounces included."""
+        if not outcomes:
+            return
+        mail = self.site.settings.mail
+        params = [
+            {
+                "b_id": o.job.row_id,
+                "b_status": o.status,
+                "b_attempts": o.job.attempts + 1,
+                "b_first": o.job.first_attempt_at or o.at,
+                "b_next": o.next_attempt_at,
+                "b_sent": o.at if o.status == SENT else None,
+                "b_code": o.code,
+                "b_response": o.response[:1000],
+            }
+            for o in outcomes
+        ]
+        sent = [
+            {"b_id": o.job.subscriber_id, "b_until": o.job.window_end}
+            for o in outcomes
+            if o.status == SENT
+        ]
+        async with transaction(self.site.engine) as session:
+            await session.execute(
+                sa.update(_OUTBOX)
+                .where(_OUTBOX.c.id == sa.bindparam("b_id"))
+                .where(_OUTBOX.c.claimed_by == self.worker_id)
+                .values(
+                    status=sa.bindparam("b_status"),
+                    attempts=sa.bindparam("b_attempts"),
+                    first_attempt_at=sa.bindparam("b_first"),
+                    next_attempt_at=sa.bindparam("b_next"),
+                    sent_at=sa.bindparam("b_sent"),
+                    smtp_code=sa.bindparam("b_code"),
+                    smtp_response=sa.bindparam("b_response"),
+                ),
+                params,
+            )
+            if sent:
+                until = sa.bindparam("b_until", type_=_SUBSCRIBERS.c.last_digest_at.type)
+                await session.execute(
+                    sa.update(_SUBSCRIBERS)
+                    .where(_SUBSCRIBERS.c.id == sa.bindparam("b_id"))
+                    .where(
+                        sa.or_(
+                            _SUBSCRIBERS.c.last_digest_at.is_(None),
+                            _SUBSCRIBERS.c.last_digest_at < until,
+                        )
+                    )
+                    .values(last_digest_at=until),
+                    sent,
+                )
+            for outcome in outcomes:
+                if outcome.bounce:
+                    await bounces.record_bounce(
+                        session,
+                        outcome.job.email,
+                        bounce_kind(outcome.response),
+                        f"SMTP {outcome.code or ''} {outcome.response}".strip()[:2000],
+                        outcome.at,
+                        mail.soft_bounce_limit,
+                        mail.soft_bounce_window,
+                    )
+
+    # -- editions -------------------------------------------------------------------
+
+    async def pause(self, until: datetime, error: str) -> None:
+        """Hold every unfinished edition until ``until``, saying why."""
+        async with transaction(self.site.engine) as session:
+            await session.execute(
+                sa.update(Edition)
+                .where(Edition.status != DONE)
+                .values(paused_until=until, last_error=error[:2000])
+            )
+
+    async def finish_editions(self, now: datetime) -> list[str]:
+        """Mark editions with nothing left to send as done; return their keys."""
+        open_rows = (
+            sa.select(_OUTBOX.c.id)
+            .where(_OUTBOX.c.edition_id == Edition.id)
+            .where(_OUTBOX.c.status.in_((*WAITING, CLAIMED)))
+            .exists()
+        )
+        async with transaction(self.site.engine) as session:
+            keys = list(
+                await session.scalars(
+                    sa.update(Edition)
+                    .where(Edition.status == SENDING)
+                    .where(~open_rows)
+                    .values(status=DONE, finished_at=now, paused_until=None)
+                    .returning(Edition.period_key)
+                )
+            )
+        return keys
+
+    async def clear_pause(self) -> None:
+        """Forget a pause once the server took mail again."""
+        async with transaction(self.site.engine) as session:
+            await session.execute(
+                sa.update(Edition)
+                .where(Edition.paused_until.is_not(None))
+                .values(paused_until=None, last_error="")
+            )
+
+    async def next_due(self, now: datetime) -> datetime | None:
+        """Return when the earliest waiting row of an edition not paused becomes due."""
+        paused = sa.select(Edition.id).where(Edition.paused_until > now)
+        async with transaction(self.site.engine) as session:
+            found: datetime | None = await session.scalar(
+                sa.select(sa.func.min(OutboxRow.next_attempt_at))
+                .where(OutboxRow.status.in_(WAITING))
+                .where(OutboxRow.edition_id.not_in(paused))
+            )
+        return found
+
+    async def paused(self, now: datetime) -> tuple[datetime, str] | None:
+        """Return (until, why) when an unfinished edition is paused now."""
+        async with transaction(self.site.engine) as session:
+            row = (
+                await session.execute(
+                    sa.select(Edition.paused_until, Edition.last_error)
+                    .where(Edition.status != DONE)
+                    .where(Edition.paused_until > now)
+                    .order_by(Edition.paused_until.desc())
+                    .limit(1)
+                )
+            ).first()
+        return None if row is None else (row[0], row[1])
+
+
+def bounce_kind(response: str) -> bounces.Kind:
+    """Classify a permanent refusal by its enhanced status code (5.2.2 full box is soft)."""
+    match = _ENHANCED.search(response)
+    kind = bounces.classify_status("failed", match[1] if match else "5.0.0")
+    return kind or "hard"
+
+
+async def status_counts(site: Site, edition_id: int) -> Counter[str]:
+    """Count an edition's outbox rows by status."""
+    async with transaction(site.engine) as session:
+        rows = await session.execute(
+            sa.select(OutboxRow.status, sa.func.count())
+            .where(OutboxRow.edition_id == edition_id)
+            .group_by(OutboxRow.status)
+        )
+        return Counter({status: int(count) for status, count in rows})
+
+
+@dataclass(frozen=True)
+class ErrorLine:
+    """One recent failure or retry of an edition."""
+
+    email: str
+    status: str
+    attempts: int
+    code: int | None
+    response: str
+    next_attempt_at: datetime | None
+
+
+async def last_errors(site: Site, edition_id: int, limit: int = 10) -> list[ErrorLine]:
+    """Return the latest failed, retrying or cancelled rows of an edition."""
+    async with transaction(site.engine) as session:
+        rows = await session.execute(
+            sa.select(
+                OutboxRow.email,
+                OutboxRow.status,
+                OutboxRow.attempts,
+                OutboxRow.smtp_code,
+                OutboxRow.smtp_response,
+                OutboxRow.next_attempt_at,
+            )
+            .where(OutboxRow.edition_id == edition_id)
+            .where(OutboxRow.status.in_((FAILED, RETRYING, CANCELLED)))
+            .order_by(OutboxRow.first_attempt_at.desc().nulls_last(), OutboxRow.id.desc())
+            .limit(limit)
+        )
+        return [ErrorLine(*row) for row in rows]

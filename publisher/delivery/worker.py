@@ -1,0 +1,370 @@
+"""The delivery worker: claim queued messages, send them over the pool, record every result.
+
+Each SMTP connection sends one message at a time and waits until its result is written
+before starting the next, while a single writer commits the results of all connections
+together (group commit, one executemany per batch). So at any moment at most
+mail.connections messages are sent-but-not-recorded: after a crash those, and only
+those, can go out twice (with the same Message-ID).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from publisher.delivery.compose import Composer
+from publisher.delivery.editions import resume_enqueues
+from publisher.delivery.models import CANCELLED, FAILED, RETRYING, SENT
+from publisher.delivery.outbox import Job, Outbox, Outcome
+from publisher.delivery.ratelimit import RateLimiter
+from publisher.delivery.retry import RetryPolicy
+from publisher.delivery.smtp import Reply, ServerUnavailable, SmtpConnection, SmtpPool
+from publisher.delivery.smtp import sender_address as bare_address
+from publisher.errors import PublisherError
+from publisher.site import Site
+
+#: Rows claimed per query; also the most a worker holds that are not yet in flight.
+CLAIM_SIZE = 200
+#: How often a long-running worker looks for rows left behind by dead workers.
+RECOVER_EVERY = 30.0
+#: How long an idle long-running worker sleeps between looks at the queue.
+POLL_SECONDS = 2.0
+
+Progress = Callable[["DeliveryReport"], None]
+
+
+@dataclass
+class DeliveryReport:
+    """What one deliver() run did."""
+
+    sent: int = 0
+    failed: int = 0
+    retrying: int = 0
+    cancelled: int = 0
+    recovered: int = 0
+    enqueued: int = 0
+    finished: list[str] = field(default_factory=list)
+    paused: str | None = None
+    paused_until: datetime | None = None
+    started: float = field(default_factory=time.monotonic)
+    elapsed: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Return messages handled per second so far."""
+        elapsed = time.monotonic() - self.started if not self.elapsed else self.elapsed
+        return (self.sent + self.failed + self.retrying) / elapsed if elapsed > 0 else 0.0
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.sent} sent, {self.failed} failed, {self.retrying} to retry, "
+            f"{self.cancelled} cancelled"
+        )
+        if self.finished:
+            text += f"; finished {', '.join(self.finished)}"
+        if self.paused:
+            text += f"; paused: {self.paused}"
+        return text
+
+
+class _Paused(Exception):
+    pass
+
+
+class _Recorder:
+    """Group commit: collect outcomes from every connection, write them in one go."""
+
+    def __init__(self, outbox: Outbox, report: DeliveryReport, progress: Progress | None) -> None:
+        self.outbox = outbox
+        self.report = report
+        self.progress = progress
+        self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task = asyncio.create_task(self._run())
+
+    async def add(self, outcome: Outcome) -> None:
+        """Queue one outcome and wait until it is committed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((outcome, future))
+        self._wake.set()
+        await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._pending:
+                if self._closing:
+                    return
+                continue
+            batch, self._pending = self._pending, []
+            try:
+                await self.outbox.record([outcome for outcome, _ in batch])
+            except BaseException as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for outcome, future in batch:
+                self._count(outcome)
+                if not future.done():
+                    future.set_result(None)
+            if self.progress is not None:
+                self.progress(self.report)
+            if self._pending:
+                self._wake.set()
+
+    def _count(self, outcome: Outcome) -> None:
+        if outcome.status == SENT:
+            self.report.sent += 1
+        elif outcome.status == FAILED:
+            self.report.failed += 1
+        elif outcome.status == RETRYING:
+            self.report.retrying += 1
+        elif outcome.status == CANCELLED:
+            self.report.cancelled += 1
+
+    async def close(self) -> None:
+        """Write what is pending and stop."""
+        self._closing = True
+        self._wake.set()
+        await self._task
+
+
+def outcome_for(job: Job, reply: Reply, now: datetime, policy: RetryPolicy) -> Outcome:
+    """Turn one recipient's reply into the row's next state."""
+    text = reply.describe()
+    if reply.accepted:
+        return Outcome(job, SENT, now, reply.code, text)
+    if reply.kind == "permanent":
+        bounce = reply.code is not None and 500 <= reply.code < 600
+        return Outcome(job, FAILED, now, reply.code, text, bounce=bounce)
+    first = job.first_attempt_at or now
+    retry_at = policy.next_attempt(job.attempts + 1, first, now)
+    if retry_at is None:
+        gave_up = f"gave up after {job.attempts + 1} attempts: {text}"
+        return Outcome(job, FAILED, now, reply.code, gave_up)
+    return Outcome(job, RETRYING, now, reply.code, text, next_attempt_at=retry_at)
+
+
+class _Run:
+    """One deliver() call's moving parts."""
+
+    def __init__(
+        self,
+        site: Site,
+        stop: asyncio.Event,
+        report: DeliveryReport,
+        progress: Progress | None,
+        worker_id: str | None,
+    ) -> None:
+        self.site = site
+        self.stop = stop
+        self.report = report
+        mail = site.settings.mail
+        self.sender = bare_address(mail.from_)
+        self.policy = RetryPolicy(mail.retry_initial, mail.retry_for)
+        self.outbox = Outbox(site, worker_id)
+        self.composer = Composer(site)
+        self.limiter = RateLimiter(
+            site.engine,
+            site.clock,
+            per_second=mail.rate_per_second,
+            per_hour=mail.rate_per_hour,
+            stop=stop,
+        )
+        self.progress = progress
+        self.queue: asyncio.Queue[Job | None] = asyncio.Queue()
+        self.held: list[Job] = []
+        self.pause_error: ServerUnavailable | None = None
+        self.crash: Exception | None = None
+        self.pauses = 0
+
+    async def sender_loop(self, connection: SmtpConnection, recorder: _Recorder) -> None:
+        while True:
+            job = await self.queue.get()
+            try:
+                if job is None:
+                    return
+                if self.stop.is_set() or self.pause_error is not None or self.crash:
+                    self.held.append(job)
+                    continue
+                try:
+                    await self.send_one(connection, recorder, job)
+                except Exception as exc:
+                    # Keep draining the queue so the feeder is never left waiting; the
+                    # first error ends the run once everything in hand is accounted for.
+                    self.crash = self.crash or exc
+            finally:
+                self.queue.task_done()
+
+    async def send_one(self, connection: SmtpConnection, recorder: _Recorder, job: Job) -> None:
+        clock = self.site.clock
+        try:
+            message = self.composer.message(job)
+        except PublisherError as exc:
+            await recorder.add(
+                Outcome(job, FAILED, clock.now(), None, f"cannot build message: {exc}")
+            )
+            return
+        if message is None:
+            why = "every article of this digest was withdrawn before sending"
+            await recorder.add(Outcome(job, CANCELLED, clock.now(), None, why))
+            return
+        if not await self.limiter.acquire():
+            self.held.append(job)
+            return
+        try:
+            replies = await connection.send(self.sender, [job.email], message)
+        except ServerUnavailable as exc:
+            if self.pause_error is None:
+                self.pause_error = exc
+            self.held.append(job)
+            return
+        await recorder.add(outcome_for(job, replies[job.email], clock.now(), self.policy))
+
+    async def feed(self, until_idle: bool, linger: timedelta) -> None:
+        """Claim rows into the queue until idle, stopped or paused."""
+        clock = self.site.clock
+        last_recover = time.monotonic()
+        while not self.stop.is_set() and self.pause_error is None and self.crash is None:
+            if time.monotonic() - last_recover > RECOVER_EVERY:
+                self.report.recovered += await self.outbox.recover(clock.now())
+                last_recover = time.monotonic()
+            if self.queue.qsize() > CLAIM_SIZE:
+                await asyncio.sleep(0.005)
+                continue
+            before = self.outbox.cancelled
+            claimed_at = clock.now()
+            jobs = await self.outbox.claim(CLAIM_SIZE, claimed_at)
+            self.report.cancelled += self.outbox.cancelled - before
+            if jobs:
+                await self.composer.prepare({job.variant_id for job in jobs})
+                for job in jobs:
+                    self.queue.put_nowait(job)
+                continue
+            await self.queue.join()  # everything claimed so far has a result
+            if self.pause_error is not None or self.crash is not None:
+                return
+            self.report.finished += await self.outbox.finish_editions(clock.now())
+            if await self._claimable_soon(until_idle, linger, claimed_at):
+                continue
+            if until_idle:
+                return
+            await self._sleep(POLL_SECONDS)
+
+    async def _claimable_soon(
+        self, until_idle: bool, linger: timedelta, claimed_at: datetime
+    ) -> bool:
+        """Wait for the next due row when it is close enough; tell whether to claim again."""
+        now = self.site.clock.now()
+        due = await self.outbox.next_due(now)
+        if due is None:
+            return False
+        wait = (due - now).total_seconds()
+        if wait <= 0:
+            # Due before the last claim yet not claimed: another worker holds those rows.
+            return due > claimed_at
+        limit = linger.total_seconds() if until_idle else POLL_SECONDS
+        if wait > limit:
+            return False
+        return await self._sleep(wait)
+
+    async def _sleep(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+        except TimeoutError:
+            return True
+        return False
+
+
+async def deliver(
+    site: Site,
+    *,
+    stop: asyncio.Event | None = None,
+    until_idle: bool = True,
+    progress: Progress | None = None,
+    linger: timedelta = timedelta(0),
+    worker_id: str | None = None,
+) -> DeliveryReport:
+    """Send queued messages until nothing is due (``until_idle``) or until ``stop`` is set.
+
+    Finishes interrupted enqueues and returns rows of dead workers to the queue first.
+    ``linger`` makes an until-idle run wait for retries due that soon. When the server
+    refuses us (down, bad credentials), unfinished editions are paused and the report says
+    why: an until-idle run returns, a long-running one waits and tries again.
+    """
+    stop = stop or asyncio.Event()
+    report = DeliveryReport()
+    run = _Run(site, stop, report, progress, worker_id)
+    await run.outbox.register()
+    try:
+        for queued in await resume_enqueues(site):
+            report.enqueued += queued.queued
+        report.recovered += await run.outbox.recover(site.clock.now())
+        while True:
+            await _deliver_once(run, until_idle, linger)
+            if run.pause_error is None:
+                break
+            until = await _pause(run)
+            if until_idle or stop.is_set():
+                break
+            wait = (until - site.clock.now()).total_seconds()
+            if not await run._sleep(max(wait, 0.1)) and stop.is_set():
+                break
+            run.pause_error = None
+            await run.outbox.clear_pause()
+    finally:
+        await run.limiter.release()
+        await run.outbox.unregister()
+        report.elapsed = time.monotonic() - report.started
+    return report
+
+
+async def _deliver_once(run: _Run, until_idle: bool, linger: timedelta) -> None:
+    pool = SmtpPool(run.site.settings.mail)
+    recorder = _Recorder(run.outbox, run.report, run.progress)
+    senders = [asyncio.create_task(run.sender_loop(c, recorder)) for c in pool.connections]
+    try:
+        await run.feed(until_idle, linger)
+    finally:
+        for _ in senders:
+            run.queue.put_nowait(None)
+        # Senders finish the message in hand; queued jobs become held and go back.
+        results = await asyncio.gather(*senders, return_exceptions=True)
+        await recorder.close()
+        leftovers = list(run.held)
+        run.held.clear()
+        while not run.queue.empty():
+            job = run.queue.get_nowait()
+            if job is not None:
+                leftovers.append(job)
+        at = run.site.clock.now()
+        with contextlib.suppress(Exception):
+            await pool.close()
+        await run.outbox.release(leftovers, at)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    if run.crash is not None:
+        raise run.crash
+
+
+async def _pause(run: _Run) -> datetime:
+    """Hold the unfinished editions after the server refused us; return until when."""
+    assert run.pause_error is not None
+    run.pauses += 1
+    now = run.site.clock.now()
+    until = now + run.policy.delay(run.pauses)
+    message = str(run.pause_error)
+    await run.outbox.pause(until, message)
+    run.report.paused = message
+    run.report.paused_until = until
+    return until

@@ -1,0 +1,78 @@
+"""`publisher schedule`: run the scheduler, or show what it will do."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC
+
+import click
+from rich.table import Table
+
+from publisher.cli.context import CliContext, console, pass_cli, run
+from publisher.site import Site
+
+
+@click.group("schedule")
+def schedule_group() -> None:
+    """Send each reader's digest at their own local send time."""
+
+
+@schedule_group.command("run")
+@pass_cli
+def run_command(cli: CliContext) -> None:
+    """Run the scheduler until SIGTERM or Ctrl-C (one per database)."""
+    from publisher.scheduling import ScheduleRunner
+
+    site = cli.site()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    # APScheduler logs every job start and end at INFO; our tick summary is enough.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+    async def work(site: Site) -> None:
+        await ScheduleRunner(site).run_until_stopped()
+
+    run(site, work)
+
+
+@schedule_group.command("show")
+@pass_cli
+def show_command(cli: CliContext) -> None:
+    """Show the scheduler's jobs and the next digest send per time zone."""
+    from publisher.scheduling import overview
+
+    site = cli.site()
+    view = run(site, overview)
+    settings = site.settings
+    console.print(
+        f"digest send time {settings.digest.send_time:%H:%M} local to each reader "
+        f"(site time zone {settings.site.timezone}); weekly on {settings.digest.weekly_day}",
+        markup=False,
+    )
+    jobs = Table(title="Jobs", title_justify="left")
+    jobs.add_column("job")
+    jobs.add_column("next run (UTC)")
+    jobs.add_column("trigger")
+    jobs.add_column("what it does")
+    for job in view.jobs:
+        when = (
+            "paused" if job.next_run is None else f"{job.next_run.astimezone(UTC):%Y-%m-%d %H:%M}"
+        )
+        if not job.stored:
+            when += " (not started yet)"
+        jobs.add_row(job.id, when, job.trigger, job.description)
+    console.print(jobs)
+    sends = Table(title="Next sends", title_justify="left")
+    for name in ("frequency", "time zone", "local time", "UTC", "subscribers"):
+        sends.add_column(name, justify="right" if name == "subscribers" else "left")
+    for plan in view.sends:
+        sends.add_row(
+            plan.frequency,
+            plan.timezone,
+            f"{plan.local_send_at:%a %Y-%m-%d %H:%M %Z}",
+            f"{plan.send_at:%Y-%m-%d %H:%M}",
+            str(plan.subscribers),
+        )
+    console.print(sends)
+
+
+COMMANDS = [schedule_group]

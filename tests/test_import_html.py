@@ -19,13 +19,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from publisher import http as fetch_module
 from publisher.config import DEFAULT_CONFIG
 from publisher.content.models import Article
 from publisher.content.store import ArticleStore
 from publisher.db import transaction
 from publisher.errors import FetchError, InputError
-from publisher.ingest import fetch as fetch_module
-from publisher.ingest.fetch import fetch
+from publisher.http import fetch
 from publisher.ingest.html import parse_html
 from publisher.ingest.options import ImportOptions
 from publisher.ingest.source import SourceText, read_text_file

@@ -12,7 +12,7 @@ from publisher.cli.context import CliContext, console, err_console, pass_cli, pr
 from publisher.content.store import ArticleStore, article_to_dict
 from publisher.db import transaction
 from publisher.errors import InputError, UsageError
-from publisher.ingest.fetch import is_url
+from publisher.http import is_url
 from publisher.ingest.files import PARSERS, ImportOutcome, import_files
 from publisher.ingest.options import ImportOptions
 from publisher.ingest.source import to_utc

@@ -7,10 +7,10 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
-import httpx
-
 from publisher.config import Settings
+from publisher.errors import FetchError
 from publisher.feeds.model import FILE_NAMES, FeedPath, Scope
+from publisher.http import FormPoster
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ def site_feed_urls(settings: Settings) -> list[str]:
 
 
 async def ping(
-    client: httpx.AsyncClient,
+    client: FormPoster,
     hub: str,
     url: str,
     *,
@@ -32,15 +32,15 @@ async def ping(
     """POST one publish notification, retrying failures with doubling delays; never raise."""
     for attempt in range(1, attempts + 1):
         try:
-            response = await client.post(hub, data={"hub.mode": "publish", "hub.url": url})
-            if response.status_code < 300:
+            status = await client.post(hub, {"hub.mode": "publish", "hub.url": url})
+            if status < 300:
                 return True
-            problem = f"HTTP {response.status_code}"
-            if 400 <= response.status_code < 500 and response.status_code != 429:
+            problem = f"HTTP {status}"
+            if 400 <= status < 500 and status != 429:
                 log.warning("WebSub hub %s refused %s: %s", hub, url, problem)
                 return False
-        except httpx.HTTPError as exc:
-            problem = f"{exc.__class__.__name__}: {exc}"
+        except FetchError as exc:
+            problem = str(exc)
         log.info("WebSub ping %s for %s failed (%s), attempt %d", hub, url, problem, attempt)
         if attempt < attempts:
             await asyncio.sleep(delay * 2 ** (attempt - 1))
@@ -62,7 +62,7 @@ class Pinger:
         self.sent = 0
         self._pending: dict[str, None] = {}
         self._task: asyncio.Task[None] | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: FormPoster | None = None
 
     def publish_site(self) -> None:
         """Queue pings for the site-wide feeds."""
@@ -78,7 +78,7 @@ class Pinger:
 
     async def _run(self) -> None:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout)
+            self._client = FormPoster(timeout=self.timeout)
         while self._pending:
             urls = list(self._pending)
             self._pending.clear()

@@ -17,8 +17,8 @@ from publisher.content.slugs import slugify
 from publisher.content.store import ArticleDraft
 from publisher.db import transaction
 from publisher.errors import InputError, PublisherError, UsageError
+from publisher.http import Fetched, fetch, is_url
 from publisher.ingest.feed import ParsedFeed, parse_feed
-from publisher.ingest.fetch import Fetched, fetch, is_url
 from publisher.ingest.files import ImportOutcome, apply_options, store_draft
 from publisher.ingest.html import decode_html, parse_html
 from publisher.ingest.markdown import parse_markdown

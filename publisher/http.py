@@ -1,8 +1,9 @@
-"""Fetch pages and feeds with httpx (its only import in ingest): limits and clear errors."""
+"""HTTP client (the only httpx import): bounded GETs for importers, form POSTs for WebSub."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -10,9 +11,9 @@ import httpx
 
 from publisher import __version__
 from publisher.errors import FetchError
-from publisher.ingest.source import MAX_BYTES
 
-USER_AGENT = f"Publisher/{__version__} (feed and page importer)"
+USER_AGENT = f"Publisher/{__version__}"
+MAX_BYTES = 10 * 1024 * 1024
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 20.0
 TOTAL_TIMEOUT = 60.0
@@ -120,3 +121,29 @@ def _fetched(response: httpx.Response, content: bytes) -> Fetched:
 def _reason(exc: Exception) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
+
+
+class FormPoster:
+    """POST urlencoded forms over one reusable connection pool."""
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        self.timeout = timeout
+        self._client: httpx.AsyncClient | None = None
+
+    async def post(self, url: str, data: Mapping[str, str]) -> int:
+        """POST ``data`` to ``url`` and return the status code, or raise FetchError in one line."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=self.timeout, trust_env=False, headers={"User-Agent": USER_AGENT}
+            )
+        try:
+            response = await self._client.post(url, data=dict(data))
+        except httpx.HTTPError as exc:
+            raise FetchError(f"{url}: {type(exc).__name__}: {_reason(exc)}") from None
+        return response.status_code
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

@@ -101,11 +101,22 @@ def edition_date(frequency: str, local_day: date, weekly_day: str) -> date:
 
 def message_id(site: Site, period_key: str, subscriber_id: int) -> str:
     """Return the stable Message-ID of one subscriber's copy of one edition."""
-    domain = _mail_domain(site)
-    secret = site.settings.web.secret_key.encode() or b"publisher"
-    tag = hmac.new(secret, f"{period_key}/{subscriber_id}".encode(), hashlib.sha256)
-    slug = period_key.replace(":", ".")
-    return f"<{slug}.{subscriber_id}.{tag.hexdigest()[:12]}@{domain}>"
+    return MessageIds(site, period_key)(subscriber_id)
+
+
+class MessageIds:
+    """Mint stable Message-IDs for one edition: same edition and reader, same id."""
+
+    def __init__(self, site: Site, period_key: str) -> None:
+        self.domain = _mail_domain(site)
+        self.key = hmac.new(
+            site.settings.web.secret_key.encode() or b"publisher", period_key.encode(), "sha256"
+        ).digest()
+        self.slug = period_key.replace(":", ".")
+
+    def __call__(self, subscriber_id: int) -> str:
+        tag = hmac.new(self.key, str(subscriber_id).encode(), hashlib.sha256).hexdigest()[:12]
+        return f"<{self.slug}.{subscriber_id}.{tag}@{self.domain}>"
 
 
 def _mail_domain(site: Site) -> str:
@@ -264,6 +275,7 @@ async def enqueue(
     if not dry_run:
         variant_ids = await _existing_variants(site, edition.id)
     insert = _insert_ignoring_duplicates(site)
+    ids = MessageIds(site, edition.period_key)
     if not dry_run and timezones is None:
         await _mark_enqueuing(site, edition, now)
     last_id = 0
@@ -336,7 +348,7 @@ async def enqueue(
                         "next_attempt_at": now,
                         "claimed_by": "",
                         "smtp_response": "",
-                        "message_id": message_id(site, edition.period_key, row.id),
+                        "message_id": ids(row.id),
                         "window_end": now,
                     }
                 )

@@ -12,12 +12,14 @@ import asyncio
 import socket
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
+from aiosmtplib.protocol import normalize_message_line_endings
 
 from publisher.config import MailSettings
 from publisher.errors import ConfigError, DeliveryError
@@ -208,17 +210,46 @@ class SmtpConnection:
         self._client = await self._connect()
         return self._client
 
-    async def send(self, sender: str, recipients: list[str], message: bytes) -> dict[str, Reply]:
-        """Send one message; return each recipient's reply (raise ServerUnavailable to pause)."""
+    async def send(
+        self,
+        sender: str,
+        recipients: list[str],
+        message: bytes,
+        *,
+        before_data: Callable[[], Awaitable[None]] | None = None,
+    ) -> dict[str, Reply]:
+        """Send one message; return each recipient's reply (raise ServerUnavailable to pause).
+
+        ``before_data`` is awaited after the envelope is accepted and before the message
+        is transmitted: until then nothing can be delivered, so a caller can overlap the
+        envelope's round trips with its own bookkeeping of the previous message.
+        """
         client = await self._ready()
         self._last_used = time.monotonic()
+        replies: dict[str, Reply] = {}
+        options: list[str] = []
+        if client.supports_extension("size"):
+            # As aiosmtplib's sendmail does: RFC 1870 counts the CRLF-normalized octets.
+            options.append(f"size={len(normalize_message_line_endings(message))}")
         try:
-            refused, data_reply = await client.sendmail(sender, recipients, message)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            # One exception, several recipients: each keeps its own code (4xx and 5xx mixed).
-            replies = {r.recipient: reply_for(r.code, r.message) for r in exc.recipients}
-            return {address: replies.get(address, _lost("refused")) for address in recipients}
+            await client.mail(sender, options=options)
+            accepted: list[str] = []
+            for address in recipients:
+                try:
+                    await client.rcpt(address)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    # Each recipient keeps its own code: one transaction may mix 4xx and 5xx.
+                    replies[address] = reply_for(exc.code, exc.message)
+                else:
+                    accepted.append(address)
+            if not accepted:
+                await self._reset(client)
+                return replies
+            if before_data is not None:
+                await before_data()
+            response = await client.data(message)
         except aiosmtplib.SMTPSenderRefused as exc:
+            await self._reset(client)
             if 500 <= exc.code < 600:
                 # A permanent refusal of our own From address is a configuration problem,
                 # not the readers' fault: stop and say so rather than bounce everyone.
@@ -226,23 +257,30 @@ class SmtpConnection:
                     f"{self.target.describe()}: sender {sender} refused: "
                     f"{exc.code} {_one_line(exc.message)}"
                 ) from exc
-            return dict.fromkeys(recipients, reply_for(exc.code, exc.message))
+            return _rest(replies, recipients, reply_for(exc.code, exc.message))
         except aiosmtplib.SMTPResponseException as exc:
-            return dict.fromkeys(recipients, reply_for(exc.code, exc.message))
+            await self._reset(client)
+            return _rest(replies, recipients, reply_for(exc.code, exc.message))
         except aiosmtplib.SMTPNotSupported as exc:
             # E.g. a non-ASCII address and a server without SMTPUTF8: retrying cannot help.
-            return dict.fromkeys(recipients, Reply("permanent", None, _one_line(exc.message)))
+            reply = Reply("permanent", None, _one_line(exc.message))
+            return _rest(replies, recipients, reply)
         except ValueError as exc:
-            return dict.fromkeys(recipients, Reply("permanent", None, f"bad address: {exc}"))
+            return _rest(replies, recipients, Reply("permanent", None, f"bad address: {exc}"))
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
-            return dict.fromkeys(recipients, _lost(_describe_exc(exc)))
-        accepted = reply_for(250, data_reply)
-        out: dict[str, Reply] = {}
-        for address in recipients:
-            bad = refused.get(address)
-            out[address] = reply_for(bad.code, bad.message) if bad is not None else accepted
-        return out
+            return _rest(replies, recipients, _lost(_describe_exc(exc)))
+        return _rest(replies, recipients, reply_for(response.code, response.message))
+
+    @staticmethod
+    async def _reset(client: aiosmtplib.SMTP) -> None:
+        # Leave the session clean for the next message; a failing RSET only means the
+        # connection is gone, which the next send notices and repairs.
+        if client.is_connected:
+            try:
+                await client.rset()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
 
     async def close(self) -> None:
         """Say QUIT (politely, briefly) and drop the session."""
@@ -253,6 +291,11 @@ class SmtpConnection:
             await asyncio.wait_for(client.quit(), timeout=min(self.timeout, 5.0))
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
             client.close()
+
+
+def _rest(replies: dict[str, Reply], recipients: list[str], reply: Reply) -> dict[str, Reply]:
+    """Give every recipient without a reply of its own the transaction's reply."""
+    return {address: replies.get(address, reply) for address in recipients}
 
 
 def _lost(why: str) -> Reply:
@@ -315,3 +358,36 @@ async def send_message(
 def sender_address(from_header: str) -> str:
     """Return the bare address of a From value such as ``Name <a@b>``."""
     return parseaddr(from_header)[1] or from_header.strip()
+
+
+async def transport_ceiling(
+    mail_settings: MailSettings, message: bytes, sender: str, recipient: str, count: int
+) -> float:
+    """Send one prebuilt message ``count`` times over bare sessions; return seconds taken.
+
+    The delivery benchmark's yardstick: plain aiosmtplib ``sendmail`` calls on
+    mail.connections persistent connections, with no outbox, rendering or bookkeeping.
+    """
+    target = parse_smtp_url(mail_settings.smtp_url)
+    clients = [
+        aiosmtplib.SMTP(
+            hostname=target.host,
+            port=target.port,
+            start_tls=False,
+            timeout=mail_settings.timeout.total_seconds(),
+            local_hostname=await _local_hostname(),
+        )
+        for _ in range(mail_settings.connections)
+    ]
+    await asyncio.gather(*(client.connect() for client in clients))
+    shares = [count // len(clients) + (i < count % len(clients)) for i in range(len(clients))]
+
+    async def blast(client: aiosmtplib.SMTP, n: int) -> None:
+        for _ in range(n):
+            await client.sendmail(sender, [recipient], message)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(blast(c, n) for c, n in zip(clients, shares, strict=True)))
+    elapsed = time.perf_counter() - started
+    await asyncio.gather(*(client.quit() for client in clients))
+    return elapsed

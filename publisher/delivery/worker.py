@@ -33,6 +33,8 @@ CLAIM_SIZE = 200
 RECOVER_EVERY = 30.0
 #: How long an idle long-running worker sleeps between looks at the queue.
 POLL_SECONDS = 2.0
+#: A result waits at most this long for the other connections' results to share a commit.
+FLUSH_WAIT = 0.02
 
 Progress = Callable[["DeliveryReport"], None]
 
@@ -78,21 +80,53 @@ class _Paused(Exception):
 class _Recorder:
     """Group commit: collect outcomes from every connection, write them in one go."""
 
-    def __init__(self, outbox: Outbox, report: DeliveryReport, progress: Progress | None) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        report: DeliveryReport,
+        progress: Progress | None,
+        busy: Callable[[], int],
+    ) -> None:
         self.outbox = outbox
         self.report = report
         self.progress = progress
+        self._busy = busy
         self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._task = asyncio.create_task(self._run())
 
-    async def add(self, outcome: Outcome) -> None:
-        """Queue one outcome and wait until it is committed."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def add(self, outcome: Outcome) -> asyncio.Future[None]:
+        """Queue one outcome; the future resolves once it is committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         self._pending.append((outcome, future))
+        if self._timer is None:
+            self._timer = loop.call_later(FLUSH_WAIT, self._wake.set)
+        self.poke()
+        return future
+
+    async def wait(self, future: asyncio.Future[None] | None) -> None:
+        """Wait until an earlier outcome is committed (flushing now if it is pending)."""
+        if future is None or future.done():
+            if future is not None:
+                future.result()
+            return
         self._wake.set()
         await future
+
+    async def drain(self) -> None:
+        """Write everything handed in so far and wait for it."""
+        futures = [future for _, future in self._pending]
+        if futures:
+            self._wake.set()
+            await asyncio.gather(*futures, return_exceptions=True)
+
+    def poke(self) -> None:
+        """Flush now if every connection that has a message has handed in its result."""
+        if self._pending and len(self._pending) >= self._busy():
+            self._wake.set()
 
     async def _run(self) -> None:
         while True:
@@ -103,6 +137,9 @@ class _Recorder:
                     return
                 continue
             batch, self._pending = self._pending, []
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             try:
                 await self.outbox.record([outcome for outcome, _ in batch])
             except BaseException as exc:
@@ -118,8 +155,6 @@ class _Recorder:
                     future.set_result(None)
             if self.progress is not None:
                 self.progress(self.report)
-            if self._pending:
-                self._wake.set()
 
     def _count(self, outcome: Outcome) -> None:
         if outcome.status == SENT:
@@ -186,8 +221,24 @@ class _Run:
         self.pause_error: ServerUnavailable | None = None
         self.crash: Exception | None = None
         self.pauses = 0
+        #: Connections holding a message (sending it or waiting for its result).
+        self.busy = 0
 
     async def sender_loop(self, connection: SmtpConnection, recorder: _Recorder) -> None:
+        previous: list[asyncio.Future[None] | None] = [None]
+        try:
+            await self._sender_loop(connection, recorder, previous)
+        finally:
+            # The last result of this connection must be written before the run ends.
+            with contextlib.suppress(Exception):
+                await recorder.wait(previous[0])
+
+    async def _sender_loop(
+        self,
+        connection: SmtpConnection,
+        recorder: _Recorder,
+        previous: list[asyncio.Future[None] | None],
+    ) -> None:
         while True:
             job = await self.queue.get()
             try:
@@ -196,41 +247,61 @@ class _Run:
                 if self.stop.is_set() or self.pause_error is not None or self.crash:
                     self.held.append(job)
                     continue
+                self.busy += 1
                 try:
-                    await self.send_one(connection, recorder, job)
+                    await self.send_one(connection, recorder, job, previous)
                 except Exception as exc:
                     # Keep draining the queue so the feeder is never left waiting; the
                     # first error ends the run once everything in hand is accounted for.
                     self.crash = self.crash or exc
+                finally:
+                    self.busy -= 1
+                    recorder.poke()
             finally:
                 self.queue.task_done()
 
-    async def send_one(self, connection: SmtpConnection, recorder: _Recorder, job: Job) -> None:
+    async def send_one(
+        self,
+        connection: SmtpConnection,
+        recorder: _Recorder,
+        job: Job,
+        previous: list[asyncio.Future[None] | None],
+    ) -> None:
+        """Send one job; its result is committed before this connection's next DATA."""
         clock = self.site.clock
         try:
             message = self.composer.message(job)
         except PublisherError as exc:
-            await recorder.add(
-                Outcome(job, FAILED, clock.now(), None, f"cannot build message: {exc}")
-            )
+            outcome = Outcome(job, FAILED, clock.now(), None, f"cannot build message: {exc}")
+            previous[0] = recorder.add(outcome)
             return
         if message is None:
             why = "every article of this digest was withdrawn before sending"
-            await recorder.add(Outcome(job, CANCELLED, clock.now(), None, why))
+            previous[0] = recorder.add(Outcome(job, CANCELLED, clock.now(), None, why))
             return
         if not await self.limiter.acquire():
             self.held.append(job)
             return
+        earlier = previous[0]
+
+        async def before_data() -> None:
+            # At most one message per connection is ever sent but not yet recorded:
+            # the previous one is committed before this one can be delivered.
+            await recorder.wait(earlier)
+
         try:
-            replies = await connection.send(self.sender, [job.email], message)
+            replies = await connection.send(
+                self.sender, [job.email], message, before_data=before_data
+            )
         except ServerUnavailable as exc:
             if self.pause_error is None:
                 self.pause_error = exc
             self.held.append(job)
             return
-        await recorder.add(outcome_for(job, replies[job.email], clock.now(), self.policy))
+        await recorder.wait(earlier)
+        previous[0] = recorder.add(outcome_for(job, replies[job.email], clock.now(), self.policy))
 
-    async def feed(self, until_idle: bool, linger: timedelta) -> None:
+    async def feed(self, until_idle: bool, linger: timedelta, recorder: _Recorder) -> None:
         """Claim rows into the queue until idle, stopped or paused."""
         clock = self.site.clock
         last_recover = time.monotonic()
@@ -250,7 +321,8 @@ class _Run:
                 for job in jobs:
                     self.queue.put_nowait(job)
                 continue
-            await self.queue.join()  # everything claimed so far has a result
+            await self.queue.join()  # everything claimed so far has a result...
+            await recorder.drain()  # ...and it is written
             if self.pause_error is not None or self.crash is not None:
                 return
             self.report.finished += await self.outbox.finish_editions(clock.now())
@@ -330,10 +402,10 @@ async def deliver(
 
 async def _deliver_once(run: _Run, until_idle: bool, linger: timedelta) -> None:
     pool = SmtpPool(run.site.settings.mail)
-    recorder = _Recorder(run.outbox, run.report, run.progress)
+    recorder = _Recorder(run.outbox, run.report, run.progress, lambda: run.busy)
     senders = [asyncio.create_task(run.sender_loop(c, recorder)) for c in pool.connections]
     try:
-        await run.feed(until_idle, linger)
+        await run.feed(until_idle, linger, recorder)
     finally:
         for _ in senders:
             run.queue.put_nowait(None)

@@ -1,0 +1,296 @@
+"""Delivery throughput and memory against Postfix's smtp-sink, with the transport ceiling.
+
+One run prints every figure issue 7 asks for:
+
+* the full pipeline (outbox claims, personalization, MIME, SMTP, batched status updates)
+  sending a 10-article digest in two languages to N active subscribers, in msg/s;
+* the transport ceiling: bare aiosmtplib sending the same number of prebuilt identical
+  messages of the same size over the same number of connections to the same sink;
+* their ratio (required: at least 80%);
+* peak RSS of the pipeline at N and at N/10 subscribers (required: at most 300 MB at
+  100,000 and at most 1.3 times the smaller run's peak).
+
+Each pipeline run happens in a fresh child process so its peak RSS is its own.
+
+    .venv/bin/python benchmarks/send.py [--subscribers 100000] [--connections 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+# Run from a checkout without installing: make `publisher` importable.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SMTP_SINK = "/usr/sbin/smtp-sink"
+RATIO_REQUIRED = 0.80
+RSS_LIMIT_MB = 300.0
+RSS_GROWTH_LIMIT = 1.3
+ARTICLES = 10
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"smtp-sink did not start listening on 127.0.0.1:{port}")
+
+
+def start_sink(port: int) -> subprocess.Popen[bytes]:
+    """Start Postfix's smtp-sink on a loopback port."""
+    if not Path(SMTP_SINK).exists():
+        raise SystemExit(f"{SMTP_SINK} is missing: install the Debian package postfix")
+    args = [SMTP_SINK]
+    if os.geteuid() == 0:
+        args += ["-u", "nobody"]
+    args += [f"127.0.0.1:{port}", "1024"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait_for_port(port)
+    return process
+
+
+async def pipeline(subscribers: int, port: int, connections: int, workdir: Path) -> dict[str, Any]:
+    """Seed a fresh SQLite site, then enqueue and deliver one edition; return the figures."""
+    from publisher.cli.init import init_site
+    from publisher.clock import SystemClock
+    from publisher.config import load_settings
+    from publisher.db import transaction
+    from publisher.delivery.compose import Composer
+    from publisher.delivery.editions import enqueue, open_edition
+    from publisher.delivery.models import OutboxRow
+    from publisher.delivery.outbox import Job
+    from publisher.delivery.worker import deliver
+    from publisher.site import Site
+    from tests.delivery_helpers import add_articles, add_subscribers
+
+    site_dir = workdir / "site"
+    init_site(site_dir, title="Kabar Nusantara", base_url="https://news.example.org")
+    settings = load_settings(site_dir / "publisher.toml")
+    settings.mail.smtp_url = f"smtp://127.0.0.1:{port}"
+    settings.mail.connections = connections
+    site = Site.from_settings(settings, clock=SystemClock())
+    now = site.clock.now()
+    await add_articles(site, ARTICLES, language="id")
+    await add_articles(site, ARTICLES, language="en", prefix="story")
+    await add_subscribers(site, subscribers, languages=("id", "en"))
+    started = time.perf_counter()
+    edition = await open_edition(site, "daily", now.date(), now)
+    queued = await enqueue(site, edition, now)
+    enqueue_seconds = time.perf_counter() - started
+    # One real message, for its size and as the ceiling's prebuilt message.
+    async with transaction(site.engine) as session:
+        row = await session.scalar(sa_select_first(OutboxRow))
+    assert row is not None
+    assert row.subscriber_id is not None
+    composer = Composer(site)
+    await composer.prepare({row.variant_id})
+    sample = composer.message(
+        Job(
+            row.id,
+            row.edition_id,
+            row.variant_id,
+            row.subscriber_id,
+            row.email,
+            "Pembaca 0",
+            "id",
+            row.message_id,
+            0,
+            None,
+            row.window_end,
+        )
+    )
+    assert sample is not None
+    (workdir / "sample.eml").write_bytes(sample)
+    started, cpu_started = time.perf_counter(), _cpu()
+    report = await deliver(site)
+    deliver_seconds = time.perf_counter() - started
+    deliver_cpu = _cpu() - cpu_started
+    await site.aclose()
+    return {
+        "subscribers": subscribers,
+        "queued": queued.queued,
+        "variants": len(queued.variants),
+        "enqueue_seconds": enqueue_seconds,
+        "sent": report.sent,
+        "failed": report.failed + report.retrying,
+        "deliver_seconds": deliver_seconds,
+        "deliver_cpu": deliver_cpu,
+        "message_bytes": len(sample),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def sa_select_first(model: Any) -> Any:
+    """Select the first row of a model (keeps the import of SQLAlchemy local)."""
+    import sqlalchemy as sa
+
+    return sa.select(model).order_by(model.id).limit(1)
+
+
+async def ceiling(port: int, connections: int, message: bytes, count: int) -> float:
+    """Time bare aiosmtplib sending ``count`` copies of ``message``."""
+    from publisher.config import MailSettings
+    from publisher.delivery.smtp import transport_ceiling
+
+    mail = MailSettings.model_validate(
+        {
+            "smtp_url": f"smtp://127.0.0.1:{port}",
+            "connections": connections,
+            "timeout": timedelta(seconds=60),
+        }
+    )
+    return await transport_ceiling(
+        mail, message, "newsletter@news.example.org", "reader@example.net", count
+    )
+
+
+def measure_ceiling(port: int, connections: int, message: bytes, count: int) -> tuple[float, float]:
+    """Return (seconds, CPU seconds) of the bare-aiosmtplib run."""
+    cpu_started = _cpu()
+    seconds = asyncio.run(ceiling(port, connections, message, count))
+    return seconds, _cpu() - cpu_started
+
+
+def run_child(subscribers: int, port: int, connections: int) -> dict[str, Any]:
+    """Run one pipeline measurement in a fresh process and return its figures."""
+    with tempfile.TemporaryDirectory(prefix="publisher-bench-send-") as tmp:
+        completed = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(subscribers),
+                "--port",
+                str(port),
+                "--connections",
+                str(connections),
+                "--workdir",
+                tmp,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if completed.returncode != 0:
+            raise SystemExit(f"pipeline run failed:\n{completed.stderr}")
+        figures: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+        figures["sample"] = (Path(tmp) / "sample.eml").read_bytes()
+        return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument(
+        "--no-check", action="store_true", help="Print the figures without judging them."
+    )
+    parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        figures = asyncio.run(pipeline(args.child, args.port, args.connections, Path(args.workdir)))
+        print(json.dumps(figures))
+        return 0
+
+    port = _free_port()
+    sink = start_sink(port)
+    try:
+        small_n = max(1, args.subscribers // 10)
+        small = run_child(small_n, port, args.connections)
+        # The ceiling is measured before and after the big run and averaged, so a busy
+        # machine slowing one of them does not decide the ratio alone.
+        count = args.subscribers
+        before = measure_ceiling(port, args.connections, small["sample"], count)
+        full = run_child(args.subscribers, port, args.connections)
+        after = measure_ceiling(port, args.connections, full["sample"], count)
+    finally:
+        sink.terminate()
+        sink.wait(timeout=10)
+
+    n = full["subscribers"]
+    rate = full["sent"] / full["deliver_seconds"]
+    bare_rates = [count / before[0], count / after[0]]
+    bare_rate = sum(bare_rates) / 2
+    ratio = rate / bare_rate
+    cpu_per_message = full["deliver_cpu"] / full["sent"] * 1e6
+    bare_cpu = (before[1] + after[1]) / (2 * count) * 1e6
+    growth = full["peak_rss_mb"] / small["peak_rss_mb"]
+    size_kb = full["message_bytes"] / 1024
+    print(
+        f"send: {n} active subscribers, {full['variants']} variants (id, en) of "
+        f"{ARTICLES} articles, {size_kb:.1f} KB per message, {args.connections} connections "
+        "to smtp-sink, SQLite"
+    )
+    print(
+        f"enqueue: {full['queued']} outbox rows in {full['enqueue_seconds']:.1f} s "
+        f"({full['queued'] / full['enqueue_seconds']:,.0f} rows/s)"
+    )
+    print(
+        f"pipeline: {full['sent']} sent, {full['failed']} not sent, in "
+        f"{full['deliver_seconds']:.1f} s = {rate:,.0f} msg/s ({cpu_per_message:.0f} us CPU/msg)"
+    )
+    print(
+        f"ceiling (bare aiosmtplib, same message size and connections): {count} messages, "
+        f"{bare_rates[0]:,.0f} and {bare_rates[1]:,.0f} msg/s before and after = "
+        f"{bare_rate:,.0f} msg/s ({bare_cpu:.0f} us CPU/msg)"
+    )
+    print(
+        f"pipeline / ceiling: {ratio:.1%} by msg/s (required >= {RATIO_REQUIRED:.0%}); "
+        f"{bare_cpu / cpu_per_message:.1%} by CPU time per message"
+    )
+    print(
+        f"peak RSS: {small['peak_rss_mb']:.0f} MB at {small['subscribers']} subscribers, "
+        f"{full['peak_rss_mb']:.0f} MB at {n} (x{growth:.2f}; required <= "
+        f"{RSS_LIMIT_MB:.0f} MB and <= x{RSS_GROWTH_LIMIT})"
+    )
+    print(
+        f"small run: {small['sent']} sent in {small['deliver_seconds']:.1f} s = "
+        f"{small['sent'] / small['deliver_seconds']:,.0f} msg/s"
+    )
+    ok = (
+        full["sent"] == n
+        and ratio >= RATIO_REQUIRED
+        and full["peak_rss_mb"] <= RSS_LIMIT_MB
+        and growth <= RSS_GROWTH_LIMIT
+    )
+    if args.no_check:
+        return 0 if full["sent"] == n else 1
+    print("send benchmark: " + ("PASS" if ok else "FAIL"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    if shutil.which(SMTP_SINK) is None and "--child" not in sys.argv:
+        raise SystemExit(f"{SMTP_SINK} is missing: install the Debian package postfix")
+    sys.exit(main())

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ from publisher.content.store import ArticleStore
 from publisher.db import transaction
 from publisher.ingest.source import MAX_BYTES
 from publisher.site import Site
-from tests.clirunner import CliResult, invoke, run_module
+from tests.clirunner import ROOT, CliResult, invoke, run_module
 
 GOOD = b"---\ntitle: Kabar baik\n---\nIsi berita yang baik.\n"
 
@@ -214,3 +217,24 @@ def test_missing_path_and_debug_do_not_traceback(site_dir: Path, tmp_path: Path)
     assert result.exit_code == 2
     assert result.error_lines == [f"error: {tmp_path / 'nope.md'}:1: no such file"]
     assert "created   kabar-baik" in result.stdout
+
+
+def test_endless_device_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    # /dev/zero reports size 0 and never ends: reading it whole would exhaust memory.
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "from pathlib import Path\n"
+        "from publisher.errors import InputError\n"
+        "from publisher.ingest.source import read_text_file\n"
+        "try:\n"
+        "    read_text_file(Path('/dev/zero'))\n"
+        "except InputError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.strip() == "/dev/zero: input is over the 10 MB limit"

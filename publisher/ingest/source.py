@@ -31,9 +31,13 @@ def read_text_file(path: Path) -> SourceText:
     if size > MAX_BYTES:
         raise InputError(f"{path}: file is {size:,} bytes, over the 10 MB limit")
     try:
-        data = path.read_bytes()
+        # Read at most one byte past the limit: a device or pipe reports size 0 and may never end.
+        with path.open("rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
+    if len(data) > MAX_BYTES:
+        raise InputError(f"{path}: input is over the 10 MB limit")
     return SourceText(path, decode_text(data, str(path)))
 
 

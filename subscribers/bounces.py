@@ -191,9 +191,12 @@ def read_messages(path: Path) -> Iterator[tuple[str, email.message.Message]]:
         for number, key in enumerate(mbox.iterkeys(), start=1):
             yield f"{path}#{number}", email.message_from_bytes(mbox.get_bytes(key))
         return
-    if path.stat().st_size > MAX_MESSAGE_BYTES:
+    # Read at most one byte past the limit: a device or pipe reports size 0 and may never end.
+    with path.open("rb") as handle:
+        raw = handle.read(MAX_MESSAGE_BYTES + 1)
+    if len(raw) > MAX_MESSAGE_BYTES:
         raise MailboxError(f"{path}: larger than {MAX_MESSAGE_BYTES} bytes; not a single message")
-    yield str(path), email.message_from_bytes(path.read_bytes())
+    yield str(path), email.message_from_bytes(raw)
 
 
 async def record_bounce(

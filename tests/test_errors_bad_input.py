@@ -238,3 +238,28 @@ def test_endless_device_is_refused_without_reading_it_all(tmp_path: Path) -> Non
     )
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.strip() == "/dev/zero: input is over the 10 MB limit"
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (("subscribers", "import"), "/dev/zero: a device, not a CSV file"),
+        (("bounces", "process"), "/dev/zero: larger than 10485760 bytes; not a single message"),
+    ],
+)
+def test_endless_device_is_refused_by_csv_import_and_bounces(
+    site_dir: Path, command: tuple[str, ...], message: str
+) -> None:
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "from publisher.cli import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = ["--config", str(site_dir / DEFAULT_CONFIG), *command, "/dev/zero"]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 2, done.stderr[-500:]
+    assert done.stderr.strip() == f"error: {message}"

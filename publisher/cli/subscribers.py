@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -134,6 +135,8 @@ def import_(cli: CliContext, file: Path, confirmed: bool) -> None:
 
     async def work(site: Site) -> csvio.ImportReport:
         try:
+            if stat.S_ISCHR(file.stat().st_mode):  # /dev/zero would be one endless line
+                raise InputError(f"{file}: a device, not a CSV file")
             handle = file.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
         except OSError as exc:
             raise InputError(f"{file}: cannot read: {exc.strerror or exc}") from exc

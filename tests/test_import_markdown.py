@@ -158,6 +158,8 @@ Awal yang aman.
 <form action="/steal"><input name="q"></form>
 <svg onload="steal()"><circle r="1"/></svg>
 <object data="x.swf"></object>
+<picture><source srcset="javascript:alert(6) 1x, data:image/png;base64,AAAA 2x, b.jpg 3x"></picture>
+<picture><source srcset="data:image/svg+xml,x 1x"></picture>
 
 [md-js](javascript:alert(4)) and ![md-img](javascript:alert(5))
 
@@ -189,6 +191,10 @@ def test_sanitizing_removes_scripts_styles_handlers_and_javascript_urls(
         "<object",
     ):
         assert banned not in lowered, (banned, html)
+    assert "alert(6)" not in html, html
+    assert "data:" not in lowered, html
+    assert '<source srcset="https://news.example.org/kabar/b.jpg 3x">' in html
+    assert "<source>" in html  # nothing left of the all-data: srcset
     urls = re.findall(r'(?:href|src|action|data)="([^"]*)"', lowered)
     assert urls, html
     assert all(url.startswith(("https://", "mailto:", "#")) for url in urls), urls

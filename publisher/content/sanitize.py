@@ -104,6 +104,8 @@ def sanitize_html(body: str, base_url: str) -> str:
     base = base_url.rstrip("/") + "/"
 
     def absolutize(tag: str, attribute: str, value: str) -> str | None:
+        if attribute == "srcset":
+            return _srcset(value, base)
         if (tag, attribute) in URL_ATTRIBUTES:
             value = value.strip()
             if value.startswith("#"):
@@ -123,6 +125,34 @@ def sanitize_html(body: str, base_url: str) -> str:
         link_rel="noopener",
         strip_comments=True,
     ).strip()
+
+
+def _srcset(value: str, base: str) -> str | None:
+    """Keep the http(s) candidates of a srcset, absolute; None when none is left."""
+    kept: list[str] = []
+    position, end = 0, len(value)
+    while position < end:
+        # Candidates are "URL [descriptor]" split by commas; a URL itself may hold commas
+        # (data:image/png;base64,...), so it runs to the next space, as browsers read it.
+        while position < end and (value[position].isspace() or value[position] == ","):
+            position += 1
+        start = position
+        while position < end and not value[position].isspace():
+            position += 1
+        url, descriptor = value[start:position], ""
+        if url.endswith(","):
+            url = url.rstrip(",")
+        else:
+            comma = value.find(",", position)
+            stop = end if comma == -1 else comma
+            descriptor = " ".join(value[position:stop].split())
+            position = stop + 1
+        if not url:
+            continue
+        absolute = urljoin(base, url)
+        if urlsplit(absolute).scheme in ("http", "https"):
+            kept.append(f"{absolute} {descriptor}".strip())
+    return ", ".join(kept) or None
 
 
 def absolute_url(url: str, base_url: str) -> str:

@@ -220,6 +220,18 @@ def test_bad_sender_configuration_is_a_config_error() -> None:
         template(**{"from": "not an address"})
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("from", '"News, Inc" <news@example.org>, other@example.org'),
+        ("reply_to", "desk@example.org, boss@example.org"),
+    ],
+)
+def test_configured_mailbox_with_two_addresses_is_refused(key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^mail\.{key}: must be one address"):
+        template(**{key: value})
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     name=st.text(max_size=120),

@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime, getaddresses
 from urllib.parse import urlsplit
 
 from publisher.clock import Clock, SystemClock
@@ -135,7 +135,11 @@ def parse_mailbox(value: str, key: str) -> str:
     """Validate a configured "Name <address>" and return it encoded."""
     if any(c in value for c in "\r\n"):
         raise ConfigError(f"{key}: must be one line")
-    name, address = parseaddr(value)
+    mailboxes = getaddresses([value])
+    if len(mailboxes) > 1:
+        # parseaddr would keep the first and silently drop the rest.
+        raise ConfigError(f"{key}: must be one address, got {value!r}")
+    name, address = mailboxes[0] if mailboxes else ("", "")
     if not address:
         raise ConfigError(f"{key}: not an email address: {value!r}")
     try:

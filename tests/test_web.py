@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,7 @@ from publisher.db import transaction
 from publisher.feeds.static import build_static
 from publisher.site import Site
 from publisher.web.server import running
+from tests.clirunner import run_module
 from tests.feeds_helpers import HOSTILE_TITLE, add_hostile, load_samples
 
 
@@ -208,3 +210,15 @@ async def test_changes_from_another_process_show_up_without_per_request_builds(
         f"https://news.example.org/{name}" for name in ("feed.xml", "atom.xml", "feed.json")
     )
     assert all(ping["hub.mode"] == ["publish"] for ping in hub.pings)
+
+
+def test_serve_on_a_taken_port_is_one_error_line(site_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_module("--config", site_dir / "publisher.toml", "serve", "--port", str(port))
+    assert result.exit_code == 1, result.stderr
+    expected = f"error: cannot serve on 127.0.0.1:{port} (is the port in use?)"
+    assert result.error_lines[-1] == expected
+    assert "Traceback" not in result.stderr

@@ -34,7 +34,12 @@ def serve(
 ) -> None:
     """Serve ``site`` until interrupted."""
     server = uvicorn.Server(_config(site, host, port, access_log=access_log))
-    server.run()
+    try:
+        server.run()
+    except SystemExit:
+        # uvicorn exits the process when it cannot bind; say so in our one-line form.
+        if server.started:
+            raise
     if not server.started:
         raise PublisherError(f"cannot serve on {host}:{port} (is the port in use?)")
 

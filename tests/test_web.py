@@ -222,3 +222,12 @@ def test_serve_on_a_taken_port_is_one_error_line(site_dir: Path) -> None:
     expected = f"error: cannot serve on 127.0.0.1:{port} (is the port in use?)"
     assert result.error_lines[-1] == expected
     assert "Traceback" not in result.stderr
+
+
+async def test_404_isolates_and_shortens_the_reflected_path(server: str) -> None:
+    response = get(server, "/x\u202eevil<b>" + "a" * 500)
+    assert response.status_code == 404
+    shown = response.text.split("<bdi>", 1)[1].split("</bdi>", 1)[0]
+    assert shown.startswith("/x\u202eevil&lt;b&gt;aaa")
+    assert shown.endswith("a…")
+    assert len(shown) < 140

@@ -116,6 +116,13 @@ def test_preview_command_prints_paths(
     )
     assert result.exit_code == 2
     assert result.error_lines == ["error: no subscriber with address 'nobody@example.net'"]
+    result = invoke(capsys, "--config", config, "digest", "preview", "--lang", "fr")
+    assert result.exit_code == 2
+    assert result.error_lines == ["error: --lang: no email catalog for 'fr' (available: en, id)"]
+    result = invoke(
+        capsys, "--config", config, "digest", "preview", "--lang", "en-GB", "--out", tmp_path / "e"
+    )
+    assert result.exit_code == 0, result.stderr
 
 
 def test_preview_of_an_empty_site(site_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

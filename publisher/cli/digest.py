@@ -19,6 +19,7 @@ from publisher.content.store import ArticleStore
 from publisher.db import transaction
 from publisher.errors import NotFoundError, UsageError
 from publisher.render.digest import Digest, render_digest
+from publisher.render.i18n import available_languages, normalize_language
 from publisher.render.message import Recipient, build_digest_template
 from publisher.site import Site
 
@@ -165,6 +166,13 @@ def preview(cli: CliContext, language: str | None, subscriber: str | None, out: 
     if language is not None and not language.strip():
         raise UsageError("--lang must not be empty")
     site = cli.site()
+    if language is not None:
+        # Rendering silently falls back to another language; a preview must not.
+        known = available_languages("email", site.settings.site.templates_dir)
+        if normalize_language(language) not in known:
+            raise UsageError(
+                f"--lang: no email catalog for {language!r} (available: {', '.join(known)})"
+            )
 
     async def work(site: Site) -> list[Path]:
         return await write_preview(site, out, language=language, subscriber=subscriber)

@@ -231,3 +231,14 @@ async def test_404_isolates_and_shortens_the_reflected_path(server: str) -> None
     assert shown.startswith("/x\u202eevil&lt;b&gt;aaa")
     assert shown.endswith("a…")
     assert len(shown) < 140
+
+
+def test_serve_without_a_secret_key_refuses_to_start(
+    site_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PUBLISHER_WEB__SECRET_KEY", "short")
+    result = run_module("--config", site_dir / "publisher.toml", "serve", "--port", "0", timeout=30)
+    assert result.exit_code == 2, result.stderr
+    assert result.error_lines == [
+        "error: web.secret_key must be at least 16 characters long (`publisher init` writes one)"
+    ]

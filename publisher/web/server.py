@@ -9,9 +9,11 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from publisher.errors import PublisherError
+from publisher.errors import ConfigError, PublisherError
 from publisher.site import Site
 from publisher.web.app import create_app
+from subscribers.errors import TokenError
+from subscribers.tokens import Tokens
 
 
 def _config(
@@ -33,6 +35,11 @@ def serve(
     site: Site, host: str = "127.0.0.1", port: int = 8000, *, access_log: bool = True
 ) -> None:
     """Serve ``site`` until interrupted."""
+    try:
+        Tokens(site.settings.web.secret_key)
+    except TokenError as exc:
+        # Without a key every subscription page would answer 500: refuse to start instead.
+        raise ConfigError(f"{exc} (`publisher init` writes one)") from exc
     server = uvicorn.Server(_config(site, host, port, access_log=access_log))
     try:
         server.run()

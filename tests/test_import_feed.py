@@ -224,7 +224,7 @@ def test_cli_big_feed_file_stores_nothing(
     result = invoke(capsys, "--config", config, "articles", "import-feed", path)
     assert result.exit_code == 2
     assert result.error_lines == [
-        f"error: {path}: feed is {path.stat().st_size:,} bytes, over the 10 MB limit"
+        f"error: {path}: file is {path.stat().st_size:,} bytes, over the 10 MB limit"
     ]
     assert stored_articles(config) == []
 

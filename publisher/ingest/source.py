@@ -22,12 +22,19 @@ class SourceText:
 
 def read_text_file(path: Path) -> SourceText:
     """Read a UTF-8 text file, or raise InputError naming the file and line at fault."""
+    return SourceText(path, decode_text(read_bytes_file(path), str(path)))
+
+
+def read_bytes_file(path: Path) -> bytes:
+    """Read a regular file of at most 10 MB, or raise InputError naming it."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a file")
     if size > MAX_BYTES:
         raise InputError(f"{path}: file is {size:,} bytes, over the 10 MB limit")
     try:
@@ -38,7 +45,7 @@ def read_text_file(path: Path) -> SourceText:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
     if len(data) > MAX_BYTES:
         raise InputError(f"{path}: input is over the 10 MB limit")
-    return SourceText(path, decode_text(data, str(path)))
+    return data
 
 
 def decode_text(data: bytes, name: str) -> str:

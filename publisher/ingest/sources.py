@@ -23,7 +23,7 @@ from publisher.ingest.files import ImportOutcome, apply_options, store_draft
 from publisher.ingest.html import decode_html, parse_html
 from publisher.ingest.markdown import parse_markdown
 from publisher.ingest.options import ImportOptions
-from publisher.ingest.source import MAX_BYTES, SourceText
+from publisher.ingest.source import SourceText, read_bytes_file
 from publisher.ingest.text import parse_text
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ async def import_feed(
     """Import a feed from a URL (conditional GET) or a file; raise when nothing could be read."""
     report = FeedImportReport(target)
     if not is_url(target):
-        data = _read_feed_file(Path(target))
+        data = read_bytes_file(Path(target))
         parsed = _parse(data, target, site, tags, source_url="", content_type="")
         await _store_entries(site, parsed, report, on_outcome)
         return report
@@ -176,23 +176,6 @@ def _page_draft(fetched: Fetched, url: str, options: ImportOptions) -> ArticleDr
 def urlsafe_name(url: str) -> str:
     """Return a file-like name for a URL, for parsers that report a path."""
     return url.replace("://", "/", 1)
-
-
-def _read_feed_file(path: Path) -> bytes:
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
-    if not path.is_file():
-        raise InputError(f"{path}: not a file")
-    if size > MAX_BYTES:
-        raise InputError(f"{path}: feed is {size:,} bytes, over the 10 MB limit")
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
 
 
 def _parse(

@@ -11,14 +11,19 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
 
 from publisher import db
 from publisher.clock import FrozenClock
+from publisher.delivery import editions
+from publisher.delivery.editions import enqueue, open_edition
 from publisher.delivery.mailsink import MailSink
-from publisher.delivery.models import OutboxRow
+from publisher.delivery.models import Edition, OutboxRow
+from publisher.delivery.worker import deliver
 from publisher.planning import TICK
 from publisher.scheduling import ScheduleRunner, run_tick
 from publisher.site import Site
@@ -405,3 +410,104 @@ async def test_stop_mid_delivery_finishes_in_flight_and_restart_sends_the_rest(
             await asyncio.sleep(0.01)
         await again.stop()
     assert {email: handler.count(email) for email in readers} == dict.fromkeys(readers, 1)
+
+
+async def _fail_outbox_insert_for(site: Site, email: str) -> None:
+    """Make writing ``email``'s outbox row fail, as a crash mid-enqueue would."""
+    async with db.transaction(site.engine) as session:
+        if db.is_sqlite(site.settings.database.url):
+            await session.execute(
+                sa.text(
+                    "CREATE TRIGGER stop_enqueue BEFORE INSERT ON outbox "
+                    f"WHEN NEW.email = '{email}' BEGIN SELECT RAISE(ABORT, 'interrupted'); END"
+                )
+            )
+        else:
+            await session.execute(
+                sa.text(
+                    "CREATE FUNCTION stop_enqueue() RETURNS trigger AS $$ BEGIN "
+                    f"IF NEW.email = '{email}' THEN RAISE EXCEPTION 'interrupted'; END IF; "
+                    "RETURN NEW; END $$ LANGUAGE plpgsql"
+                )
+            )
+            await session.execute(
+                sa.text(
+                    "CREATE TRIGGER stop_enqueue BEFORE INSERT ON outbox "
+                    "FOR EACH ROW EXECUTE FUNCTION stop_enqueue()"
+                )
+            )
+
+
+async def _allow_outbox_inserts(site: Site) -> None:
+    async with db.transaction(site.engine) as session:
+        if db.is_sqlite(site.settings.database.url):
+            await session.execute(sa.text("DROP TRIGGER stop_enqueue"))
+        else:
+            await session.execute(sa.text("DROP TRIGGER stop_enqueue ON outbox"))
+
+
+async def _interrupted(site: Site, edition: Edition, now: datetime, **kwargs: Any) -> None:
+    with pytest.raises(SQLAlchemyError, match="interrupted"):
+        await enqueue(site, edition, now, **kwargs)
+
+
+async def test_interrupted_zone_enqueue_never_mails_zones_not_yet_due(
+    mailing: Site, sink: MailSink, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: deliver() resumed an interrupted WIT-only enqueue for every zone, and
+    # WIB readers got their digest at 05:15 local.
+    monkeypatch.setattr(editions, "BATCH_SIZE", 2)
+    clock.set(at(24, 6))
+    for n in range(4):
+        await add_reader(mailing, f"wit{n}@example.org", WIT)
+        await add_reader(mailing, f"wib{n}@example.org", WIB)
+    await publish(mailing, "Pelabuhan Jayapura diperluas", at=at(24, 12))
+    clock.set(at(24, 22, 15))
+    edition = await open_edition(
+        mailing, "daily", at(24, 22).date() + timedelta(days=1), at(24, 22)
+    )
+    await _fail_outbox_insert_for(mailing, "wit3@example.org")
+    await _interrupted(mailing, edition, at(24, 22), timezones=[WIT])
+    await _allow_outbox_inserts(mailing)
+    await deliver(mailing)
+    # Three batches of two were written before the crash; only their WIT readers are mailed.
+    assert recipients(sink) == {f"wit{n}@example.org": 1 for n in range(3)}
+    # The next tick finishes the WIT group; WIB still waits for its own 07:00.
+    await run_tick(mailing)
+    assert recipients(sink) == {f"wit{n}@example.org": 1 for n in range(4)}
+    timeline, _ = await tick_through(mailing, sink, at(24, 22, 30), at(25, 1))
+    assert timeline == {f"wib{n}@example.org": [at(25, 0)] for n in range(4)}
+
+
+async def test_zone_tick_keeps_an_interrupted_full_enqueue_resumable(
+    mailing: Site, sink: MailSink, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `digest send` (every zone) is interrupted at 21:00; a WIT tick at 22:00 must neither
+    # clear its mark (WIB readers were never queued) nor move its cutoff (a reader who
+    # joined at 21:30 was not part of that send).
+    monkeypatch.setattr(editions, "BATCH_SIZE", 2)
+    clock.set(at(24, 6))
+    # Two per batch: wib0 and wib1 are written, the batch of wit and wib2 is lost.
+    await add_reader(mailing, "wib0@example.org", WIB)
+    await add_reader(mailing, "wib1@example.org", WIB)
+    await add_reader(mailing, "wit@example.org", WIT)
+    await add_reader(mailing, "wib2@example.org", WIB)
+    await publish(mailing, "Festival Danau Sentani", at=at(24, 12))
+    clock.set(at(24, 21))
+    edition = await open_edition(mailing, "daily", at(25, 0).date(), at(24, 21))
+    await _fail_outbox_insert_for(mailing, "wib2@example.org")
+    await _interrupted(mailing, edition, at(24, 21))
+    await _allow_outbox_inserts(mailing)
+    await add_reader(mailing, "late@example.org", WIB, joined=at(24, 21, 30))
+    clock.set(at(24, 22))
+    await run_tick(mailing)
+    assert recipients(sink) == {
+        "wit@example.org": 1,
+        "wib0@example.org": 1,
+        "wib1@example.org": 1,
+        "wib2@example.org": 1,
+    }
+    async with db.transaction(mailing.engine) as session:
+        found = await session.get(Edition, edition.id)
+    assert found is not None
+    assert found.status != "enqueuing"

@@ -276,6 +276,9 @@ async def enqueue(
         variant_ids = await _existing_variants(site, edition.id)
     insert = _insert_ignoring_duplicates(site)
     ids = MessageIds(site, edition.period_key)
+    # Only an enqueue for every zone marks the edition for resumption: deliver() finishes
+    # it for every zone. A zone-limited one (a scheduler tick) is redone by the next tick,
+    # which knows which zones are due; resuming it for all would mail readers early.
     if not dry_run and timezones is None:
         await _mark_enqueuing(site, edition, now)
     last_id = 0
@@ -356,7 +359,9 @@ async def enqueue(
                 await session.execute(insert, rows)
                 report.queued += len(rows)
     if not dry_run and edition.id is not None:
-        await _mark_sending(site, edition, earliest, now, report.queued > 0)
+        await _mark_sending(
+            site, edition, earliest, now, report.queued > 0, zone_limited=timezones is not None
+        )
     return report
 
 
@@ -402,20 +407,31 @@ async def _add_variant(site: Site, session: Any, edition_id: int, plan: Plan) ->
 
 
 async def _mark_sending(
-    site: Site, edition: Edition, earliest: datetime | None, now: datetime, added: bool
+    site: Site,
+    edition: Edition,
+    earliest: datetime | None,
+    now: datetime,
+    added: bool,
+    *,
+    zone_limited: bool,
 ) -> None:
     async with transaction(site.engine) as session:
-        current = await session.get(Edition, edition.id)
+        current = await session.get(Edition, edition.id, with_for_update=True)
         if current is None:
             return
         if earliest is not None and (
             current.window_start is None or earliest < current.window_start
         ):
             current.window_start = earliest
-        current.window_end = max(current.window_end, now)
-        if current.status in (OPEN, ENQUEUING) or (added and current.status == DONE):
-            current.status = SENDING
-            current.finished_at = None
+        if zone_limited and current.status == ENQUEUING:
+            # An enqueue for every zone is unfinished (interrupted, or running elsewhere):
+            # keep its mark and its cutoff so deliver() resumes it exactly as it began.
+            pass
+        else:
+            current.window_end = max(current.window_end, now)
+            if current.status in (OPEN, ENQUEUING) or (added and current.status == DONE):
+                current.status = SENDING
+                current.finished_at = None
         edition.status = current.status
         edition.window_start = current.window_start
         edition.window_end = current.window_end

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from publisher.cli.digest import next_digest_articles, write_preview
-from publisher.content.store import ArticleStore
+from publisher.cli.digest import next_digest, write_preview
 from publisher.db import transaction
 from publisher.ingest.files import import_files
 from publisher.ingest.options import ImportOptions
@@ -42,7 +41,7 @@ async def test_preview_writes_three_files(
 ) -> None:
     await _import_samples(site)
     out = tmp_path / "preview"
-    paths = await write_preview(site, out, language=language, subscriber=None)
+    paths = (await write_preview(site, out, language=language, subscriber=None)).paths
     assert [p.name for p in paths] == ["digest.html", "digest.txt", "digest.eml"]
     html = paths[0].read_text(encoding="utf-8")
     text = paths[1].read_text(encoding="utf-8")
@@ -55,9 +54,11 @@ async def test_preview_writes_three_files(
     assert not list(out.glob("*.tmp"))
 
 
-async def test_next_digest_carries_the_last_day_else_the_latest(site: Site) -> None:
+async def test_next_digest_carries_the_last_day_in_the_readers_language(site: Site) -> None:
     await _import_samples(site)
-    everything, _ = await next_digest_articles(site, "weekly")
+    month_ago = site.clock.now() - timedelta(days=30)
+    everything = (await next_digest(site, language="id", last_digest_at=month_ago)).articles
+    assert {a.language for a in everything} == {"id"}
     newest = max(a.published_at for a in everything if a.published_at)
     expected = sorted(
         a.slug
@@ -65,16 +66,16 @@ async def test_next_digest_carries_the_last_day_else_the_latest(site: Site) -> N
         if a.published_at and a.published_at > newest - timedelta(hours=23)
     )
     site.clock.now = lambda: newest + timedelta(hours=1)  # type: ignore[method-assign]
-    recent, more = await next_digest_articles(site)
-    assert sorted(a.slug for a in recent) == expected
-    assert more == 0
-    assert len(recent) < len(everything)
+    recent = await next_digest(site, language="id")
+    assert sorted(a.slug for a in recent.articles) == expected
+    assert (recent.more_count, recent.sample) == (0, False)
+    assert len(recent.articles) < len(everything)
     site.clock.now = lambda: newest + timedelta(days=30)  # type: ignore[method-assign]
-    latest, _ = await next_digest_articles(site)
-    async with transaction(site.engine) as session:
-        published = await ArticleStore(session, site.settings.site.base_url).count_published()
-    assert len(latest) == min(published, 10) > len(recent)
-    assert latest[0].published_at == newest
+    latest = await next_digest(site, language="id")
+    # Nothing new: the newest articles of that language, marked as a sample.
+    assert latest.sample
+    assert latest.articles[0].published_at == newest
+    assert {a.language for a in latest.articles} == {"id"}
 
 
 async def test_preview_for_a_subscriber(site: Site, tmp_path: Path) -> None:
@@ -88,7 +89,8 @@ async def test_preview_for_a_subscriber(site: Site, tmp_path: Path) -> None:
             site.clock.now(),
             status="active",
         )
-    paths = await write_preview(site, tmp_path, language=None, subscriber="DEDE@example.net")
+    written = await write_preview(site, tmp_path, language=None, subscriber="DEDE@example.net")
+    paths = written.paths
     parsed = _parse(paths[2])
     assert parsed["To"].addresses[0].display_name == "Dédé"
     assert parsed["Content-Language"] == "en"

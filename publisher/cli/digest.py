@@ -5,18 +5,20 @@ Delivery adds `send` and `status` to this group from its own module (digest.add_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
+import sqlalchemy as sa
 
-from publisher.cli.context import CliContext, console, pass_cli, run
+from publisher.cli.context import CliContext, console, err_console, pass_cli, run
 from publisher.content.models import Article
-from publisher.content.store import ArticleStore
 from publisher.db import transaction
+from publisher.delivery.editions import latest_in_language, plan_next
 from publisher.errors import NotFoundError, UsageError
 from publisher.render.digest import Digest, render_digest
 from publisher.render.i18n import available_languages, normalize_language
@@ -40,19 +42,44 @@ class PreviewReader:
     frequency: str
     unsubscribe_url: str
     preferences_url: str
+    topics: tuple[str, ...] = ()
+    last_digest_at: datetime | None = None
 
 
-async def next_digest_articles(site: Site, frequency: str = "daily") -> tuple[list[Article], int]:
-    """Return what the next digest would carry: the last period's articles, else the latest."""
-    limit = site.settings.digest.max_articles
+@dataclass
+class NextDigest:
+    """The articles a reader's next digest carries, or a labelled sample when none are new."""
+
+    articles: list[Article]
+    more_count: int
+    #: True when nothing is new for the reader: the newest articles stand in as a sample.
+    sample: bool
+
+
+async def next_digest(
+    site: Site,
+    *,
+    frequency: str = "daily",
+    language: str | None = None,
+    topics: Sequence[str] = (),
+    last_digest_at: datetime | None = None,
+) -> NextDigest:
+    """Choose articles exactly as delivery would for this reader at the clock's now."""
     now = site.clock.now()
-    period = timedelta(days=7) if frequency == "weekly" else timedelta(days=1)
+    language = language or site.settings.site.language
+    plan = await plan_next(
+        site, frequency, now, language=language, topics=list(topics), last_digest_at=last_digest_at
+    )
+    if plan is not None:
+        ids, more, sample = list(plan.article_ids), plan.more_count, False
+    else:
+        limit = site.settings.digest.max_articles
+        ids, more, sample = await latest_in_language(site, language, limit, now), 0, True
     async with transaction(site.engine) as session:
-        store = ArticleStore(session, site.settings.site.base_url)
-        recent = await store.published_between(now - period, now, limit=limit + 1000)
-        if recent:
-            return recent[:limit], len(recent) - min(len(recent), limit)
-        return await store.latest(limit), 0
+        found = {
+            a.id: a for a in await session.scalars(sa.select(Article).where(Article.id.in_(ids)))
+        }
+    return NextDigest([found[i] for i in ids if i in found], more, sample)
 
 
 async def _reader(site: Site, email: str | None, language: str | None) -> PreviewReader:
@@ -91,19 +118,43 @@ async def _reader(site: Site, email: str | None, language: str | None) -> Previe
         frequency=subscriber.frequency or "daily",
         unsubscribe_url=unsubscribe,
         preferences_url=preferences,
+        topics=tuple(subscriber.topics or ()),
+        last_digest_at=subscriber.last_digest_at,
     )
+
+
+@dataclass
+class Preview:
+    """The files a preview wrote, and whether they hold a sample rather than the next digest."""
+
+    paths: list[Path]
+    sample: bool
+    language: str
+    articles: int
 
 
 async def write_preview(
     site: Site, out: Path, *, language: str | None, subscriber: str | None
-) -> list[Path]:
-    """Render the next digest for one reader into out/digest.{html,txt,eml}."""
+) -> Preview:
+    """Render one reader's next digest into out/digest.{html,txt,eml}.
+
+    The articles are those delivery would send that reader now (their language, topics and
+    what is new since their last digest). When nothing is new, the newest max_articles
+    articles in their language are written instead, with "[sample]" before the subject.
+    """
     reader = await _reader(site, subscriber, language)
     try:
         zone = ZoneInfo(reader.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         zone = site.settings.tz
-    articles, more = await next_digest_articles(site, reader.frequency)
+    chosen = await next_digest(
+        site,
+        frequency=reader.frequency,
+        language=reader.language,
+        topics=reader.topics,
+        last_digest_at=reader.last_digest_at,
+    )
+    articles, more = chosen.articles, chosen.more_count
     if not articles:
         raise NotFoundError("no published articles: nothing to preview (add some first)")
     local_date = site.clock.now().astimezone(zone).date()
@@ -120,6 +171,8 @@ async def write_preview(
             frequency=reader.frequency,
         ),
     )
+    if chosen.sample:
+        compiled = replace(compiled, subject=f"[sample] {compiled.subject}")
     host = urlsplit(site.settings.site.base_url).hostname or "localhost"
     recipient = Recipient(
         email=reader.email,
@@ -147,7 +200,7 @@ async def write_preview(
         temporary = path.with_name(path.name + ".tmp")
         temporary.write_bytes(content)
         temporary.replace(path)
-    return paths
+    return Preview(paths, chosen.sample, reader.language, len(articles))
 
 
 @digest.command("preview")
@@ -174,10 +227,19 @@ def preview(cli: CliContext, language: str | None, subscriber: str | None, out: 
                 f"--lang: no email catalog for {language!r} (available: {', '.join(known)})"
             )
 
-    async def work(site: Site) -> list[Path]:
+    async def work(site: Site) -> Preview:
         return await write_preview(site, out, language=language, subscriber=subscriber)
 
-    for path in run(site, work):
+    written = run(site, work)
+    if written.sample:
+        who = subscriber or f"a new {written.language} reader"
+        err_console.print(
+            f"nothing new for {who}, so no digest would be sent now: the files hold a "
+            f"[sample] of the {written.articles} latest {written.language} article(s)",
+            markup=False,
+            soft_wrap=True,
+        )
+    for path in written.paths:
         console.print(str(path.resolve()), markup=False)
 
 

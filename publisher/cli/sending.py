@@ -6,6 +6,7 @@ import asyncio
 import signal
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ from rich.table import Table
 
 from publisher import planning
 from publisher.cli.context import CliContext, console, err_console, pass_cli, print_json, run
-from publisher.cli.digest import digest, next_digest_articles
+from publisher.cli.digest import digest, next_digest
 from publisher.content.models import Article
 from publisher.db import transaction
 from publisher.delivery import outbox as outbox_queries
@@ -236,7 +237,9 @@ async def _dry_run(site: Site, frequency: str) -> None:
 
 
 async def _send_test_copy(site: Site, frequency: str, to: str) -> None:
-    articles, more = await next_digest_articles(site, frequency)
+    # What a new reader in the site language would get next (else a sample of the latest).
+    chosen = await next_digest(site, frequency=frequency)
+    articles, more = chosen.articles, chosen.more_count
     if not articles:
         raise NotFoundError("no published articles: nothing to send (add some first)")
     now = site.clock.now()
@@ -254,6 +257,8 @@ async def _send_test_copy(site: Site, frequency: str, to: str) -> None:
             frequency=frequency,
         ),
     )
+    if chosen.sample:
+        compiled = replace(compiled, subject=f"[sample] {compiled.subject}")
     tokens, base = reader_links(site)
     sender = sender_address(site.settings.mail.from_)
     domain = sender.rpartition("@")[2] or "localhost"

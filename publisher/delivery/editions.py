@@ -239,6 +239,41 @@ class Planner:
         return plan
 
 
+async def plan_next(
+    site: Site,
+    frequency: str,
+    now: datetime,
+    *,
+    language: str,
+    topics: Any,
+    last_digest_at: datetime | None,
+) -> Plan | None:
+    """Return what one reader would get in a digest enqueued at ``now`` (the same choice)."""
+    if frequency not in planning.FREQUENCIES:
+        raise UsageError(f"not a digest frequency: {frequency!r} (use daily or weekly)")
+    candidates = await _candidates(site, now - MAX_LOOKBACK, now)
+    return Planner(site, frequency, now, candidates).plan(last_digest_at, language, topics)
+
+
+async def latest_in_language(site: Site, language: str, limit: int, now: datetime) -> list[int]:
+    """Return the ids of the newest published articles in ``language`` (else in any)."""
+    wanted = _primary(language) or _primary(site.settings.site.language)
+    stored = sa.func.lower(Article.language)
+    query = (
+        sa.select(Article.id)
+        .where(Article.status == PUBLISHED)
+        .where(Article.published_at <= now)
+        .order_by(Article.published_at.desc(), Article.id.desc())
+        .limit(limit)
+    )
+    async with transaction(site.engine) as session:
+        ids = list(
+            await session.scalars(query.where(sa.or_(stored == wanted, stored.like(f"{wanted}-%"))))
+        )
+        # As in a digest: a language the site never publishes in gets every language.
+        return ids or list(await session.scalars(query))
+
+
 _SUBSCRIBER_COLUMNS = (
     Subscriber.id,
     Subscriber.email,

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from publisher import db
-from publisher.cli.init import CONFIG_TEMPLATE
+from publisher.cli.init import CONFIG_TEMPLATE, init_site
 from publisher.config import DEFAULT_CONFIG, load_settings, parse_duration, setting_names
-from publisher.errors import ConfigError
+from publisher.errors import ConfigError, UsageError
 from tests.clirunner import invoke, run_module
 
 
@@ -468,3 +468,9 @@ def test_commented_examples_in_the_template_are_valid_settings(tmp_path: Path) -
     assert settings.mail.dkim_domain == "example.org"
     assert settings.sources[0].url == "https://example.org/feed.xml"
     assert settings.site.templates_dir == tmp_path / "templates"
+
+
+def test_init_rejects_a_language_without_translations(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"--language: no built-in translation for 'fr'"):
+        init_site(tmp_path / "fr", language="fr")
+    assert not (tmp_path / "fr" / "publisher.toml").exists()

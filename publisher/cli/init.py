@@ -18,6 +18,7 @@ from publisher.config import (
     validate_timezone,
 )
 from publisher.errors import UsageError
+from publisher.render.i18n import available_languages, normalize_language
 
 CONFIG_TEMPLATE = """\
 # Publisher configuration. Every setting is listed in docs/configuration.md.
@@ -100,6 +101,13 @@ def write_config(
     path = directory / DEFAULT_CONFIG
     if path.exists():
         raise UsageError(f"{path}: already exists; remove it or choose another folder")
+    primary = normalize_language(language)
+    if primary and primary not in available_languages():
+        choices = ", ".join(available_languages())
+        raise UsageError(
+            f"--language: no built-in translation for {language!r} (available: {choices}); "
+            "for another language add catalogs under site.templates_dir/locale"
+        )
     try:
         validate_timezone(timezone)
     except ValueError as exc:

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from publisher import __version__
-from publisher.errors import FetchError
+from publisher.errors import FetchError, InputError
 
 USER_AGENT = f"Publisher/{__version__}"
 MAX_BYTES = 10 * 1024 * 1024
@@ -38,8 +38,16 @@ class Fetched:
 
 
 def is_url(text: str) -> bool:
-    """Tell whether an argument names an http(s) URL rather than a file."""
-    return urlsplit(text.strip()).scheme.lower() in ("http", "https")
+    """Tell whether an argument names an http(s) URL rather than a file.
+
+    Any other ``scheme://`` is refused here, so it is not mistaken for a file path.
+    """
+    scheme = urlsplit(text.strip()).scheme.lower()
+    if scheme in ("http", "https"):
+        return True
+    if "://" in text and scheme:
+        raise InputError(f"{text}: unsupported URL scheme {scheme!r} (use http or https)")
+    return False
 
 
 async def fetch(

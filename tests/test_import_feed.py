@@ -431,3 +431,13 @@ def test_arbitrary_bytes_raise_only_input_error(data: bytes) -> None:
         return
     for draft in feed.drafts:
         assert draft.title.strip()
+
+
+def test_cli_refuses_other_url_schemes(site_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = site_dir / DEFAULT_CONFIG
+    for command in (["articles", "import-feed"], ["articles", "add"]):
+        result = invoke(capsys, "--config", config, *command, "ftp://example.org/feed.xml")
+        assert result.exit_code == 2
+        assert result.error_lines == [
+            "error: ftp://example.org/feed.xml: unsupported URL scheme 'ftp' (use http or https)"
+        ]

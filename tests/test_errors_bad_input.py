@@ -208,6 +208,21 @@ def test_bad_date_names_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert result.error_lines == [f"error: {story}:4: date: not an ISO 8601 date: 'kemarin sore'"]
 
 
+def test_control_character_in_front_matter_names_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from publisher.cli.init import init_site
+
+    config = init_site(tmp_path / "site")
+    story = tmp_path / "bell.md"
+    story.write_text('---\ntitle: "Ok"\nauthor: "a\x07b"\n---\nIsi.\n', encoding="utf-8")
+    result = invoke(capsys, "--config", config, "articles", "add", story)
+    assert result.exit_code == 2
+    assert result.error_lines == [
+        f"error: {story}:3: malformed front matter: control character U+0007 is not allowed"
+    ]
+
+
 def test_missing_path_and_debug_do_not_traceback(site_dir: Path, tmp_path: Path) -> None:
     config = site_dir / DEFAULT_CONFIG
     (tmp_path / "good.md").write_bytes(GOOD)

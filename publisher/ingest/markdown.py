@@ -108,6 +108,14 @@ def _yaml_error(name: str, text: str, exc: yaml.YAMLError) -> str:
     context = getattr(exc, "context", None)
     if context:
         problem = f"{context}: {problem}"
+    if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
+        # YAML refuses control characters without a mark; point at the first one.
+        offset = text.find(chr(exc.character))
+        at_line = text.count("\n", 0, offset) + 1 if offset >= 0 else 1
+        return (
+            f"{name}:{at_line}: malformed front matter: "
+            f"control character U+{exc.character:04X} is not allowed"
+        )
     if mark is None:
         return f"{name}:1: malformed front matter: {problem}"
     # python-frontmatter hands YAML the text after the opening '---' line, starting

@@ -219,7 +219,7 @@ async def test_responses_are_identical_whatever_the_address_state(web: Web) -> N
 async def test_the_answer_never_waits_for_the_database_or_the_mail(web: Web) -> None:
     addresses = await prepare_states(web.site)
     csrf = await web.form("/subscribe")
-    handler = RecordingHandler(data_delay=1.0)  # a slow mail server
+    handler = RecordingHandler(data_delay=3.0)  # a slow mail server
     async with smtp_server(handler) as port:
         web.site.settings.mail.smtp_url = f"smtp://127.0.0.1:{port}"
         for address in addresses.values():
@@ -227,7 +227,7 @@ async def test_the_answer_never_waits_for_the_database_or_the_mail(web: Web) -> 
             response = await web.client.post("/subscribe", data={"csrf": csrf, "email": address})
             elapsed = time.perf_counter() - start
             assert response.status_code == 200
-            assert elapsed < 0.5, f"{address}: answered after {elapsed:.2f} s"
+            assert elapsed < 1.5, f"{address}: answered after {elapsed:.2f} s"
         await drain(web.app)
     assert sorted(handler.delivered) == sorted(addresses.values())
 

@@ -393,6 +393,10 @@ async def deliver(
                 break
             run.pause_error = None
             await run.outbox.clear_pause()
+        if run.crash is None and run.pause_error is None:
+            # A worker stopped right after writing an edition's last results must still
+            # close it; otherwise it stays "sending" until some other run looks.
+            report.finished += await run.outbox.finish_editions(site.clock.now())
     finally:
         await run.limiter.release()
         await run.outbox.unregister()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,6 @@ from publisher.render.digest import render_digest
 from publisher.render.transactional import notice_template
 from tests.render_support import hostile_article, make_digest, make_settings, sample_articles
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "email"
 WIDTHS = (320, 375, 600)
 
@@ -37,31 +34,6 @@ def _png(width: int, height: int) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Launch Debian's Chromium through Playwright (fail under CI when it is missing)."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail("/usr/bin/chromium is missing (make test installs it)")
-        pytest.skip("/usr/bin/chromium is missing")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield launched
-        launched.close()
 
 
 def _open(browser: Any, html: str, width: int, *, dark: bool = False) -> Any:

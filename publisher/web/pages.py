@@ -215,31 +215,24 @@ async def article(request: Request) -> Response:
 
 async def tag(request: Request) -> Response:
     """Show a tag's articles, paged."""
-    key = request.path_params["tag"]
-    if not _SLUG.match(key):
-        raise HTTPException(404)
-    number = _page_number(request)
-    pages = _pages(request)
-    path = f"/tags/{key}"
-    return await _serve(
-        request,
-        f"{path}?page={number}",
-        lambda s: pages.listing(s, Scope("tag", key), number, "tag.html", path),
-    )
+    return await _scoped_listing(request, Scope("tag", request.path_params["tag"]))
 
 
 async def author(request: Request) -> Response:
     """Show an author's articles, paged."""
-    key = request.path_params["slug"]
-    if not _SLUG.match(key):
+    return await _scoped_listing(request, Scope("author", request.path_params["slug"]))
+
+
+async def _scoped_listing(request: Request, scope: Scope) -> Response:
+    if not _SLUG.match(scope.key):
         raise HTTPException(404)
     number = _page_number(request)
     pages = _pages(request)
-    path = f"/authors/{key}"
+    path = "/" + scope.prefix.rstrip("/")
     return await _serve(
         request,
         f"{path}?page={number}",
-        lambda s: pages.listing(s, Scope("author", key), number, "author.html", path),
+        lambda s: pages.listing(s, scope, number, f"{scope.kind}.html", path),
     )
 
 

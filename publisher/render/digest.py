@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
@@ -243,6 +243,28 @@ def _size(html: str) -> int:
     return len(html.encode("utf-8")) + SLOT_RESERVE
 
 
+def email_site_title(settings: Settings) -> str:
+    """Return the site title as emails show it (one clean line, never empty)."""
+    return clean_line(settings.site.title) or "Publisher"
+
+
+def chrome_context(
+    settings: Settings, tokens: Mapping[str, str], _: Callable[[str], str]
+) -> dict[str, Any]:
+    """Return the template values every email shares: the site, colours and greeting."""
+    return {
+        "site": {
+            "title": email_site_title(settings),
+            "url": settings.site.base_url + "/",
+            "postal_address": clean_line(settings.mail.postal_address),
+        },
+        "colors": COLORS,
+        "greeting": tokens["greeting"],
+        "greeting_named": _("Hello, %(name)s!"),
+        "greeting_anonymous": _("Hello!"),
+    }
+
+
 def _context(
     settings: Settings,
     digest: Digest,
@@ -260,7 +282,7 @@ def _context(
         for index, article in enumerate(articles)
     ]
     lead = views[0] if views else None
-    site_title = clean_line(settings.site.title) or "Publisher"
+    site_title = email_site_title(settings)
     if lead is not None:
         subject = _("%(site)s: %(headline)s") % {"site": site_title, "headline": lead.title}
     else:
@@ -273,15 +295,7 @@ def _context(
         "subject": subject,
         "preheader": _truncate(preheader, 140),
         "date_line": long_date(digest.edition_date, digest.language),
-        "site": {
-            "title": site_title,
-            "url": settings.site.base_url + "/",
-            "postal_address": clean_line(settings.mail.postal_address),
-        },
-        "colors": COLORS,
-        "greeting": tokens["greeting"],
-        "greeting_named": _("Hello, %(name)s!"),
-        "greeting_anonymous": _("Hello!"),
+        **chrome_context(settings, tokens, _),
         "intro": (
             _("Here is your daily digest.")
             if digest.frequency == "daily"

@@ -13,9 +13,8 @@ from typing import Any
 
 from publisher.clock import Clock
 from publisher.config import Settings
-from publisher.content.sanitize import clean_line
 from publisher.render import plaintext
-from publisher.render.digest import COLORS, new_tokens
+from publisher.render.digest import chrome_context, email_site_title, new_tokens
 from publisher.render.dkim import signer_from_settings
 from publisher.render.i18n import choose_language, translations
 from publisher.render.message import MessageTemplate
@@ -154,7 +153,7 @@ def notice_context(
 ) -> dict[str, Any]:
     """Build the template context of one notice, every string translated."""
     _ = translations(language, "email", settings.site.templates_dir).gettext
-    site = clean_line(settings.site.title) or "Publisher"
+    site = email_site_title(settings)
     values = {"site": site}
     action: _Link | None = None
     secondary: list[_Link] = []
@@ -206,15 +205,7 @@ def notice_context(
         "subject": subject,
         "preheader": paragraphs[0],
         "date_line": "",
-        "site": {
-            "title": site,
-            "url": settings.site.base_url + "/",
-            "postal_address": clean_line(settings.mail.postal_address),
-        },
-        "colors": COLORS,
-        "greeting": tokens["greeting"],
-        "greeting_named": _("Hello, %(name)s!"),
-        "greeting_anonymous": _("Hello!"),
+        **chrome_context(settings, tokens, _),
         "email": tokens["email"],
         "show_email": show_email,
         "paragraphs": paragraphs,

@@ -20,7 +20,7 @@ from publisher.clock import FrozenClock
 from publisher.config import DEFAULT_CONFIG, load_settings
 from publisher.content.models import PUBLISHED, Article
 from publisher.db import transaction
-from publisher.delivery.editions import edition_date, enqueue, open_edition
+from publisher.delivery.editions import current_edition_date, enqueue, open_edition
 from publisher.delivery.mailsink import MailSink
 from publisher.delivery.worker import deliver
 from publisher.feeds.static import build_static
@@ -78,7 +78,7 @@ def demo(cli: CliContext, directory: Path | None, no_serve: bool, host: str, por
             " subscribe at /subscribe); Ctrl-C stops",
             markup=False,
         )
-        serve(Site.from_settings(settings), host, port)
+        serve(site, host, port)
 
 
 async def _main_job(site: Site, directory: Path) -> None:
@@ -122,10 +122,9 @@ async def _main_job(site: Site, directory: Path) -> None:
     )
 
     now = clock.now()
-    local = planning.local_date(now, site.settings.tz)
     console.print(f"digest clock: {now.astimezone(site.settings.tz):%Y-%m-%d %H:%M %Z}")
     for frequency in planning.FREQUENCIES:
-        day = edition_date(frequency, local, site.settings.digest.weekly_day)
+        day = current_edition_date(sending, frequency, now)
         edition = await open_edition(sending, frequency, day, now)
         queued = await enqueue(sending, edition, now)
         console.print(f"digest {queued}", markup=False)

@@ -7,7 +7,7 @@ import signal
 import time
 from collections import Counter
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import click
@@ -31,7 +31,7 @@ from publisher.delivery import outbox as outbox_queries
 from publisher.delivery.compose import reader_links
 from publisher.delivery.editions import (
     EnqueueReport,
-    edition_date,
+    current_edition_date,
     enqueue,
     get_edition,
     open_edition,
@@ -52,11 +52,6 @@ from publisher.site import Site
 
 #: `digest send` waits for retries due this soon before leaving them to a worker.
 LINGER = timedelta(seconds=60)
-
-
-def _edition_date(site: Site, frequency: str, now: datetime) -> date:
-    local = planning.local_date(now, site.settings.tz)
-    return edition_date(frequency, local, site.settings.digest.weekly_day)
 
 
 @digest.command("send")
@@ -92,7 +87,8 @@ def send(cli: CliContext, frequency: str, dry_run: bool, to: str | None, resume:
 async def _send(site: Site, frequency: str, resume: bool) -> DeliveryReport:
     now = site.clock.now()
     if not resume:
-        edition = await open_edition(site, frequency, _edition_date(site, frequency, now), now)
+        day = current_edition_date(site, frequency, now)
+        edition = await open_edition(site, frequency, day, now)
         queued = await enqueue(site, edition, now)
         console.print(_enqueue_line(queued), markup=False)
     total = await _waiting(site)
@@ -181,7 +177,7 @@ def _counts_line(counts: Counter[str]) -> str:
 
 async def _dry_run(site: Site, frequency: str) -> None:
     now = site.clock.now()
-    key_date = _edition_date(site, frequency, now)
+    key_date = current_edition_date(site, frequency, now)
     edition = await get_edition(site, planning.period_key(frequency, key_date))
     if edition is None:
         edition = Edition(
@@ -243,7 +239,7 @@ async def _send_test_copy(site: Site, frequency: str, to: str) -> None:
     if not articles:
         raise NotFoundError("no published articles: nothing to send (add some first)")
     now = site.clock.now()
-    local = _edition_date(site, frequency, now)
+    local = current_edition_date(site, frequency, now)
     compiled = await asyncio.to_thread(
         render_digest,
         site.settings,

@@ -99,6 +99,12 @@ def edition_date(frequency: str, local_day: date, weekly_day: str) -> date:
     return local_day
 
 
+def current_edition_date(site: Site, frequency: str, now: datetime) -> date:
+    """Return the date of the edition a send at ``now`` belongs to, in the site's time zone."""
+    local = planning.local_date(now, site.settings.tz)
+    return edition_date(frequency, local, site.settings.digest.weekly_day)
+
+
 def message_id(site: Site, period_key: str, subscriber_id: int) -> str:
     """Return the stable Message-ID of one subscriber's copy of one edition."""
     return MessageIds(site, period_key)(subscriber_id)

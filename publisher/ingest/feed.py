@@ -6,6 +6,7 @@ import calendar
 import codecs
 import hashlib
 import json
+import logging
 import re
 import xml.sax
 from dataclasses import dataclass, field
@@ -27,6 +28,10 @@ _HTTP_CHARSET = re.compile(r"charset\s*=\s*\"?([A-Za-z0-9_.:-]+)", re.IGNORECASE
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 MAX_TITLE_CHARS = 120
+#: What a malformed entry may raise from deep inside our mapping or feedparser's values;
+#: it costs that entry alone, never the rest of the feed.
+ENTRY_ERRORS = (InputError, TypeError, ValueError, AttributeError, KeyError, IndexError)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -91,9 +96,17 @@ def parse_feed(
             draft = _entry_draft(entry, key=key, language=feed_language, tz=tz, tags=tags or [])
             draft.source_url = source_url or result.link
             result.drafts.append(draft)
-        except InputError as exc:
-            result.warnings.append(f"{name}: entry {position}: {exc}")
+        except ENTRY_ERRORS as exc:
+            result.warnings.append(_skipped(name, "entry", position, exc))
     return result
+
+
+def _skipped(name: str, kind: str, position: int, exc: Exception) -> str:
+    """Describe, in one logged line, an entry left out of an import."""
+    reason = str(exc) if isinstance(exc, InputError) else f"unreadable ({type(exc).__name__})"
+    message = f"{name}: {kind} {position}: {' '.join(reason.split())[:300]}"
+    log.warning("%s", message)
+    return message
 
 
 def _check_bytes(data: bytes, name: str, content_type: str) -> None:
@@ -327,13 +340,13 @@ def _parse_json_feed(
     key = source_url or result.link or name
     for position, item in enumerate(items, start=1):
         if not isinstance(item, dict):
-            result.warnings.append(f"{name}: item {position}: not an object")
+            result.warnings.append(_skipped(name, "item", position, InputError("not an object")))
             continue
-        entry = _json_entry(item, feed_author)
         try:
+            entry = _json_entry(item, feed_author)
             draft = _entry_draft(entry, key=key, language=feed_language, tz=tz, tags=tags)
-        except InputError as exc:
-            result.warnings.append(f"{name}: item {position}: {exc}")
+        except ENTRY_ERRORS as exc:
+            result.warnings.append(_skipped(name, "item", position, exc))
             continue
         draft.source_url = source_url or result.link
         result.drafts.append(draft)
@@ -342,6 +355,16 @@ def _parse_json_feed(
 
 def _json_text(value: object) -> str:
     return " ".join(value.split()) if isinstance(value, str) else ""
+
+
+def _json_number(value: object) -> str:
+    """Return an integer id as text (JSON Feed 1.0 allowed numbers); "" for anything else."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else ""
+
+
+def _json_list(value: object) -> list[Any]:
+    """Return a JSON Feed list member, or [] when the feed put something else there."""
+    return value if isinstance(value, list) else []
 
 
 def _json_author(holder: dict[str, Any]) -> str:
@@ -355,11 +378,11 @@ def _json_author(holder: dict[str, Any]) -> str:
 def _json_entry(item: dict[str, Any], feed_author: str) -> dict[str, Any]:
     """Shape a JSON Feed item like a feedparser entry, so one mapping serves both."""
     entry: dict[str, Any] = {
-        "id": str(item.get("id", "") or ""),
+        "id": _json_text(item.get("id")) or _json_number(item.get("id")),
         "link": _json_text(item.get("url")) or _json_text(item.get("external_url")),
         "title": _json_text(item.get("title")),
         "author": _json_author(item) or feed_author,
-        "tags": [{"term": t} for t in item.get("tags") or [] if isinstance(t, str)],
+        "tags": [{"term": t} for t in _json_list(item.get("tags")) if isinstance(t, str)],
         "language": item.get("language"),
     }
     if isinstance(item.get("content_html"), str):
@@ -374,7 +397,7 @@ def _json_entry(item: dict[str, Any], feed_author: str) -> dict[str, Any]:
     image = _json_text(item.get("image")) or _json_text(item.get("banner_image"))
     if image:
         entry["media_content"] = [{"url": image, "medium": "image"}]
-    for attachment in item.get("attachments") or []:
+    for attachment in _json_list(item.get("attachments")):
         if isinstance(attachment, dict) and str(attachment.get("mime_type", "")).startswith(
             "image/"
         ):

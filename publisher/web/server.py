@@ -88,11 +88,17 @@ def serve(
 
 @contextmanager
 def running(
-    site: Site, host: str = "127.0.0.1", port: int = 0, *, poll_interval: float = 1.0
+    site: Site,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    poll_interval: float = 1.0,
+    access_log: bool = False,
 ) -> Iterator[str]:
     """Run the server in a thread with its own event loop; yield its base URL."""
-    config = _config(site, host, port, access_log=False, poll_interval=poll_interval)
-    config.log_level = "warning"
+    config = _config(site, host, port, access_log=access_log, poll_interval=poll_interval)
+    if not access_log:
+        config.log_level = "warning"
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="publisher-web", daemon=True)
     thread.start()

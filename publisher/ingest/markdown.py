@@ -49,7 +49,7 @@ class _FrontMatterLoader(yaml.SafeLoader):
 
     def construct_yaml_timestamp(self, node: Any) -> Any:
         try:
-            return super().construct_yaml_timestamp(node)  # type: ignore[no-untyped-call]
+            return super().construct_yaml_timestamp(node)
         except (ValueError, OverflowError) as exc:
             # "2026-13-45" looks like a date to YAML and then fails to be one.
             raise yaml.constructor.ConstructorError(

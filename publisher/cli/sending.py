@@ -88,7 +88,7 @@ async def _send(site: Site, frequency: str, resume: bool) -> DeliveryReport:
     now = site.clock.now()
     if not resume:
         day = current_edition_date(site, frequency, now)
-        edition = await open_edition(site, frequency, day, now)
+        edition = await open_edition(site, frequency, day, now, enqueuing=True)
         queued = await enqueue(site, edition, now)
         console.print(_enqueue_line(queued), markup=False)
     total = await _waiting(site)

@@ -19,11 +19,11 @@ from sqlalchemy.exc import IntegrityError
 from publisher import planning
 from publisher.content.models import PUBLISHED, Article
 from publisher.db import is_sqlite, transaction
+from publisher.delivery import outbox
 from publisher.delivery.models import (
     DONE,
     ENQUEUING,
     OPEN,
-    QUEUED,
     SENDING,
     Edition,
     EditionVariant,
@@ -114,7 +114,7 @@ class MessageIds:
     """Mint stable Message-IDs for one edition: same edition and reader, same id."""
 
     def __init__(self, site: Site, period_key: str) -> None:
-        self.domain = _mail_domain(site)
+        self.domain = mail_domain(site)
         self.key = hmac.new(
             site.settings.web.secret_key.encode() or b"publisher", period_key.encode(), "sha256"
         ).digest()
@@ -125,7 +125,8 @@ class MessageIds:
         return f"<{self.slug}.{subscriber_id}.{tag}@{self.domain}>"
 
 
-def _mail_domain(site: Site) -> str:
+def mail_domain(site: Site) -> str:
+    """Return the domain of Message-IDs: the From address's, else the site's host."""
     address = parseaddr(site.settings.mail.from_)[1]
     domain = address.rpartition("@")[2]
     if not domain:
@@ -133,8 +134,16 @@ def _mail_domain(site: Site) -> str:
     return domain.encode("idna").decode("ascii").lower()
 
 
-async def open_edition(site: Site, frequency: str, local_date: date, now: datetime) -> Edition:
-    """Return the edition of ``frequency`` for ``local_date``, creating it once."""
+async def open_edition(
+    site: Site, frequency: str, local_date: date, now: datetime, *, enqueuing: bool = False
+) -> Edition:
+    """Return the edition of ``frequency`` for ``local_date``, creating it once.
+
+    ``enqueuing`` (a send to every zone) marks it for resumption in the same transaction
+    that opens it: once anything of the send is on disk, `digest send --resume` finishes
+    it. Opening first and marking later left a moment where a killed send had created
+    an edition that --resume ignored and the next plain send mailed.
+    """
     if frequency not in planning.FREQUENCIES:
         raise UsageError(f"not a digest frequency: {frequency!r} (use daily or weekly)")
     key = planning.period_key(frequency, local_date)
@@ -142,13 +151,17 @@ async def open_edition(site: Site, frequency: str, local_date: date, now: dateti
         async with transaction(site.engine) as session:
             found = await session.scalar(sa.select(Edition).where(Edition.period_key == key))
             if found is not None:
+                if enqueuing:
+                    found.status = ENQUEUING
+                    found.window_end = now
+                    found.finished_at = None
                 return found
         try:
             async with transaction(site.engine) as session:
                 edition = Edition(
                     period_key=key,
                     frequency=frequency,
-                    status=OPEN,
+                    status=ENQUEUING if enqueuing else OPEN,
                     window_end=now,
                     created_at=now,
                     last_error="",
@@ -315,7 +328,6 @@ async def enqueue(
     variant_ids: dict[str, int] = {}
     if not dry_run:
         variant_ids = await _existing_variants(site, edition.id)
-    insert = _insert_ignoring_duplicates(site)
     ids = MessageIds(site, edition.period_key)
     # Only an enqueue for every zone marks the edition for resumption: deliver() finishes
     # it for every zone. A zone-limited one (a scheduler tick) is redone by the next tick,
@@ -387,31 +399,18 @@ async def enqueue(
                         "variant_id": variant_id,
                         "subscriber_id": row.id,
                         "email": row.email,
-                        "status": QUEUED,
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "claimed_by": "",
-                        "smtp_response": "",
                         "message_id": ids(row.id),
                         "window_end": now,
                     }
                 )
             if rows:
-                await session.execute(insert, rows)
+                await outbox.queue_digests(session, rows, now)
                 report.queued += len(rows)
     if not dry_run and edition.id is not None:
         await _mark_sending(
             site, edition, earliest, now, report.queued > 0, zone_limited=timezones is not None
         )
     return report
-
-
-def _insert_ignoring_duplicates(site: Site) -> Any:
-    if is_sqlite(site.settings.database.url):
-        return sqlite.insert(OutboxRow).on_conflict_do_nothing()
-    return postgresql.insert(OutboxRow).on_conflict_do_nothing(
-        constraint="uq_outbox_edition_subscriber"
-    )
 
 
 async def _existing_variants(site: Site, edition_id: int) -> dict[str, int]:

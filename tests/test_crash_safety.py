@@ -104,7 +104,9 @@ async def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path: Pat
         env["PUBLISHER_MAIL__SMTP_URL"] = f"smtp://127.0.0.1:{port}"
         # How long this machine takes to start the command: kills spread over start-up
         # and the whole send, however loaded the machine is.
-        startup = await _run(site_dir, env, "digest", "status", "--json", kill_after=None)
+        startup = await _run(
+            site_dir, env, "subscribers", "list", "--status", "bounced", "--json", kill_after=None
+        )
         assert startup is not None
         for _ in range(KILLS):
             args = ("--resume",) if rng.random() < 0.4 else ()

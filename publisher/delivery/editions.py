@@ -355,7 +355,8 @@ async def enqueue(
             hashes = {row.id: suppression.email_hash(row.email) for row in batch}
             blocked = await suppression.suppressed_among(session, hashes.values())
             existing: set[int] = set()
-            if not dry_run:
+            # A dry run counts those already queued too: its figures are the real run's.
+            if edition.id is not None:
                 existing = set(
                     await session.scalars(
                         sa.select(OutboxRow.subscriber_id)

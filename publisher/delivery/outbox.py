@@ -750,6 +750,25 @@ def bounce_kind(response: str) -> bounces.Kind:
     return kind or "hard"
 
 
+@dataclass(frozen=True)
+class RowState:
+    """Where one outbox row stands."""
+
+    status: str
+    response: str
+
+
+async def row_state(site: Site, row_id: int) -> RowState:
+    """Return one row's status and last server reply."""
+    async with transaction(site.engine) as session:
+        row = (
+            await session.execute(
+                sa.select(OutboxRow.status, OutboxRow.smtp_response).where(OutboxRow.id == row_id)
+            )
+        ).one()
+    return RowState(row.status, row.smtp_response)
+
+
 async def status_counts(site: Site, edition_id: int) -> Counter[str]:
     """Count an edition's outbox rows by status."""
     async with transaction(site.engine) as session:

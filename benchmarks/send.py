@@ -107,22 +107,21 @@ async def pipeline(subscribers: int, port: int, connections: int, workdir: Path)
     assert row is not None
     assert row.subscriber_id is not None
     composer = Composer(site)
-    await composer.prepare({row.variant_id})
-    sample = composer.message(
-        Job(
-            row.id,
-            row.edition_id,
-            row.variant_id,
-            row.subscriber_id,
-            row.email,
-            "Pembaca 0",
-            "id",
-            row.message_id,
-            0,
-            None,
-            row.window_end,
-        )
+    job = Job(
+        row.id,
+        row.edition_id,
+        row.variant_id,
+        row.subscriber_id,
+        row.email,
+        "Pembaca 0",
+        "id",
+        row.message_id,
+        0,
+        None,
+        row.window_end,
     )
+    await composer.prepare([job])
+    sample = composer.message(job)
     assert sample is not None
     (workdir / "sample.eml").write_bytes(sample)
     started, cpu_started = time.perf_counter(), _cpu()

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
+import logging
 import os
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 
 from publisher.cli.init import init_site
 from publisher.clock import SystemClock
@@ -21,14 +26,19 @@ from publisher.config import load_settings
 from publisher.db import transaction
 from publisher.delivery.models import OutboxRow
 from publisher.site import Site
+from publisher.web.app import create_app
+from publisher.web.subscription import drain
+from subscribers.models import Subscriber
 from tests.clirunner import ROOT, invoke
 from tests.services import free_port
 from tests.smtp_servers import RecordingHandler, smtp_server
 
+BASE = "https://news.example.org"
+
 
 @pytest.fixture
-def site_dir(tmp_path: Path) -> Path:
-    root = tmp_path / "site"
+def serve_site(tmp_path: Path) -> Path:
+    root = tmp_path / "serve-site"
     # Plain http: the CSRF cookie of an https site is never sent back over loopback http.
     init_site(root, title="Kabar Notices", base_url="http://news.example.org")
     return root
@@ -94,8 +104,9 @@ async def _subscribe(base: str, address: str) -> httpx.Response:
 
 @pytest.mark.slow
 async def test_confirmation_waits_out_an_smtp_outage_with_only_serve_running(
-    site_dir: Path,
+    serve_site: Path,
 ) -> None:
+    site_dir = serve_site
     smtp_port, web_port = free_port(), free_port()
     base = f"http://127.0.0.1:{web_port}"
     handler = RecordingHandler()
@@ -129,8 +140,9 @@ async def test_confirmation_waits_out_an_smtp_outage_with_only_serve_running(
 
 
 async def test_resend_confirmation_queues_a_fresh_one_for_pending_readers_only(
-    capsys: pytest.CaptureFixture[str], site_dir: Path
+    capsys: pytest.CaptureFixture[str], serve_site: Path
 ) -> None:
+    site_dir = serve_site
     handler = RecordingHandler()
     config = site_dir / "publisher.toml"
     async with smtp_server(handler) as port:
@@ -191,3 +203,80 @@ async def test_resend_confirmation_queues_a_fresh_one_for_pending_readers_only(
     assert len(copies) == 2
     assert all(b"/confirm/" in copy for copy in copies)
     assert list(handler.delivered) == ["baru@example.net"]
+
+
+@pytest.fixture
+async def web(site: Site, tmp_path: Path) -> AsyncIterator[Web]:
+    handler = RecordingHandler()
+    async with smtp_server(handler) as port:
+        site.settings.mail.smtp_url = f"smtp://127.0.0.1:{port}"
+        app = create_app(site)
+        transport = httpx.ASGITransport(app=app, client=("192.0.2.10", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+            yield Web(app, client, handler, site)
+            await drain(app)
+
+
+@dataclass
+class Web:
+    app: FastAPI
+    client: httpx.AsyncClient
+    handler: RecordingHandler
+    site: Site
+
+    async def csrf(self, path: str) -> str:
+        page = await self.client.get(path)
+        found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert found is not None, page.text
+        return found[1]
+
+
+def _link(copy: bytes, kind: str) -> str:
+    text = email.message_from_bytes(copy, policy=email.policy.default)
+    body = text.get_body(("plain",))
+    assert body is not None
+    found = re.search(rf"{re.escape(BASE)}/{kind}/[A-Za-z0-9._-]+", str(body.get_content()))
+    assert found is not None
+    return found[0].removeprefix(BASE)
+
+
+async def test_confirming_queues_one_welcome(web: Web) -> None:
+    csrf = await web.csrf("/subscribe")
+    answer = await web.client.post(
+        "/subscribe", data={"csrf": csrf, "email": "baru@example.org", "frequency": "daily"}
+    )
+    assert answer.status_code == 200
+    await drain(web.app)
+    [confirmation] = web.handler.delivered["baru@example.org"]
+    path = _link(confirmation, "confirm")
+    token = await web.csrf(path)
+    for _ in range(2):  # a second click on the link welcomes nobody twice
+        confirmed = await web.client.post(path, data={"csrf": token})
+        assert confirmed.status_code == 200
+        await drain(web.app)
+    copies = web.handler.delivered["baru@example.org"]
+    assert len(copies) == 2
+    welcome = email.message_from_bytes(copies[1], policy=email.policy.default)
+    assert "Selamat datang" in str(welcome["Subject"])
+    assert "/preferences/" in _link(copies[1], "preferences")
+    async with transaction(web.site.engine) as session:
+        kinds = list(await session.scalars(sa.select(OutboxRow.kind).order_by(OutboxRow.id)))
+    assert kinds == ["confirmation", "welcome"]
+
+
+async def test_concurrent_subscribes_for_one_address_queue_one_confirmation(
+    web: Web, caplog: pytest.LogCaptureFixture
+) -> None:
+    csrf = await web.csrf("/subscribe")
+    data = {"csrf": csrf, "email": "Balapan@example.org", "frequency": "daily"}
+    answers = await asyncio.gather(*(web.client.post("/subscribe", data=data) for _ in range(3)))
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    await drain(web.app)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert "Traceback" not in caplog.text
+    async with transaction(web.site.engine) as session:
+        readers = await session.scalar(sa.select(sa.func.count()).select_from(Subscriber))
+        kinds = list(await session.scalars(sa.select(OutboxRow.kind)))
+    assert readers == 1
+    assert kinds == ["confirmation"]
+    assert web.handler.total() == 1

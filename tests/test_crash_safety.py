@@ -15,8 +15,10 @@ Replay a failure with PUBLISHER_CRASH_SEED=<seed printed by the failing run>.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
+import signal
 import sys
 import time
 from collections import Counter
@@ -60,9 +62,11 @@ async def _run(
     try:
         await asyncio.wait_for(process.wait(), timeout=kill_after or 300)
     except TimeoutError:
-        process.kill()  # SIGKILL: no cleanup of any kind
+        with contextlib.suppress(ProcessLookupError):  # it may exit at this very moment
+            process.kill()  # SIGKILL: no cleanup of any kind
         await process.wait()
-        return None
+        if process.returncode == -signal.SIGKILL:
+            return None
     assert process.stderr is not None
     error = (await process.stderr.read()).decode()
     assert process.returncode == 0, error

@@ -37,12 +37,9 @@ from publisher.delivery.editions import (
     open_edition,
 )
 from publisher.delivery.models import (
-    CLAIMED,
     OUTBOX_STATUSES,
-    WAITING,
     Edition,
     MailKind,
-    OutboxRow,
     OutboxStatus,
 )
 from publisher.delivery.outbox import Outbox
@@ -102,7 +99,7 @@ async def _send(site: Site, frequency: str, resume: bool) -> DeliveryReport:
         edition = await open_edition(site, frequency, day, now, enqueuing=True)
         queued = await enqueue(site, edition, now)
         console.print(_enqueue_line(queued), markup=False)
-    total = await _waiting(site)
+    total = await outbox_queries.unfinished_count(site)
     started = time.monotonic()
     columns = (
         TextColumn("[bold]sending"),
@@ -133,16 +130,6 @@ async def _send(site: Site, frequency: str, resume: bool) -> DeliveryReport:
         progress(report)
     await _summary(site, report)
     return report
-
-
-async def _waiting(site: Site) -> int:
-    async with transaction(site.engine) as session:
-        count = await session.scalar(
-            sa.select(sa.func.count())
-            .select_from(OutboxRow)
-            .where(OutboxRow.status.in_((*WAITING, CLAIMED)))
-        )
-    return int(count or 0)
 
 
 def _enqueue_line(report: EnqueueReport) -> str:

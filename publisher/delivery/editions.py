@@ -27,12 +27,10 @@ from publisher.delivery.models import (
     SENDING,
     Edition,
     EditionVariant,
-    OutboxRow,
 )
 from publisher.errors import UsageError
 from publisher.site import Site
-from subscribers import suppression
-from subscribers.models import ACTIVE, Subscriber
+from subscribers import repository, suppression
 
 #: Subscribers read, and outbox rows written, per transaction.
 BATCH_SIZE = 1000
@@ -293,18 +291,6 @@ async def latest_in_language(site: Site, language: str, limit: int, now: datetim
         return ids or list(await session.scalars(query))
 
 
-_SUBSCRIBER_COLUMNS = (
-    Subscriber.id,
-    Subscriber.email,
-    Subscriber.language,
-    Subscriber.timezone,
-    Subscriber.topics,
-    Subscriber.last_digest_at,
-    Subscriber.created_at,
-    Subscriber.confirmed_at,
-)
-
-
 async def enqueue(
     site: Site,
     edition: Edition,
@@ -338,17 +324,13 @@ async def enqueue(
     earliest: datetime | None = None
     while True:
         async with transaction(site.engine) as session:
-            batch = (
-                await session.execute(
-                    sa.select(*_SUBSCRIBER_COLUMNS)
-                    .where(Subscriber.id > last_id)
-                    .where(Subscriber.status == ACTIVE)
-                    .where(Subscriber.frequency == edition.frequency)
-                    .where(Subscriber.created_at < now)
-                    .order_by(Subscriber.id)
-                    .limit(BATCH_SIZE)
-                )
-            ).all()
+            batch = await repository.due_for_digest(
+                session,
+                frequency=edition.frequency,
+                joined_before=now,
+                after_id=last_id,
+                limit=BATCH_SIZE,
+            )
             if not batch:
                 break
             last_id = batch[-1].id
@@ -357,13 +339,7 @@ async def enqueue(
             existing: set[int] = set()
             # A dry run counts those already queued too: its figures are the real run's.
             if edition.id is not None:
-                existing = set(
-                    await session.scalars(
-                        sa.select(OutboxRow.subscriber_id)
-                        .where(OutboxRow.edition_id == edition.id)
-                        .where(OutboxRow.subscriber_id.in_([row.id for row in batch]))
-                    )
-                )
+                existing = await outbox.queued_among(session, edition.id, [row.id for row in batch])
             rows: list[dict[str, Any]] = []
             for row in batch:
                 if row.confirmed_at is not None and row.confirmed_at >= now:

@@ -53,11 +53,10 @@ from publisher.delivery.models import (
 )
 from publisher.errors import LockedError
 from publisher.site import Site
-from subscribers import bounces, suppression
-from subscribers.models import ACTIVE, PENDING, UNSUBSCRIBED, Subscriber
+from subscribers import bounces, repository, suppression
+from subscribers.models import ACTIVE, PENDING, UNSUBSCRIBED
 
 _OUTBOX = cast(sa.Table, OutboxRow.__table__)
-_SUBSCRIBERS = cast(sa.Table, Subscriber.__table__)
 #: Advisory lock class for worker liveness (the second key is the worker's hash).
 _LOCK_CLASS = 0x7075_6231
 _ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
@@ -76,13 +75,7 @@ _RECORD = (
         smtp_response=sa.bindparam("b_response"),
     )
 )
-_UNTIL = sa.bindparam("b_until", type_=_SUBSCRIBERS.c.last_digest_at.type)
-_STAMP = (
-    sa.update(_SUBSCRIBERS)
-    .where(_SUBSCRIBERS.c.id == sa.bindparam("b_id"))
-    .where(sa.or_(_SUBSCRIBERS.c.last_digest_at.is_(None), _SUBSCRIBERS.c.last_digest_at < _UNTIL))
-    .values(last_digest_at=_UNTIL)
-)
+_STAMP = repository.advance_last_digest()
 
 
 def new_worker_id() -> str:
@@ -579,14 +572,7 @@ class Outbox:
             if not rows:
                 return []
             ids = [row.subscriber_id for row in rows if row.subscriber_id is not None]
-            people = {
-                p.id: p
-                for p in await session.execute(
-                    sa.select(
-                        Subscriber.id, Subscriber.name, Subscriber.language, Subscriber.status
-                    ).where(Subscriber.id.in_(ids))
-                )
-            }
+            people = await repository.delivery_profiles(session, ids)
             hashes = {row.id: suppression.email_hash(row.email) for row in rows}
             blocked = await suppression.suppressed_among(session, hashes.values())
             jobs, cancelled = _triage(rows, people, hashes, blocked)
@@ -837,6 +823,30 @@ async def queue_digests(session: AsyncSession, rows: list[dict[str, Any]], now: 
     await session.execute(
         _insert_ignoring_duplicates(session), [{**defaults, **row} for row in rows]
     )
+
+
+async def queued_among(
+    session: AsyncSession, edition_id: int, subscriber_ids: Sequence[int]
+) -> set[int]:
+    """Return which of these subscribers already have a row in the edition."""
+    return set(
+        await session.scalars(
+            sa.select(_OUTBOX.c.subscriber_id)
+            .where(_OUTBOX.c.edition_id == edition_id)
+            .where(_OUTBOX.c.subscriber_id.in_(subscriber_ids))
+        )
+    )
+
+
+async def unfinished_count(site: Site) -> int:
+    """Count rows of every kind waiting or claimed."""
+    async with transaction(site.engine) as session:
+        count = await session.scalar(
+            sa.select(sa.func.count())
+            .select_from(_OUTBOX)
+            .where(_OUTBOX.c.status.in_((*WAITING, CLAIMED)))
+        )
+    return int(count or 0)
 
 
 def _message_id(kind: MailKind, owner: int | str, domain: str) -> str:

@@ -838,6 +838,16 @@ async def queued_among(
     )
 
 
+def edition_subscribers(period_key: str) -> sa.Select[Any]:
+    """Return a select of the subscriber ids that have a row in the named edition."""
+    return (
+        sa.select(_OUTBOX.c.subscriber_id)
+        .join(Edition, Edition.id == _OUTBOX.c.edition_id)
+        .where(Edition.period_key == period_key)
+        .where(_OUTBOX.c.subscriber_id.is_not(None))
+    )
+
+
 async def unfinished_count(site: Site) -> int:
     """Count rows of every kind waiting or claimed."""
     async with transaction(site.engine) as session:

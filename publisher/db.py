@@ -89,7 +89,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 
 def create_sync_engine(url: str, **kwargs: Any) -> Engine:
-    """Create a blocking engine (for migrations and APScheduler's job store)."""
+    """Create a blocking engine (for migrations)."""
     if is_sqlite(url):
         _make_parent(url)
     engine = sa.create_engine(sync_url(url), **kwargs)
@@ -132,7 +132,7 @@ def current_revision(url: str) -> str | None:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
     except SQLAlchemyError as exc:
-        raise StoreError(f"database {_redacted(url)}: {_one_line(exc)}") from exc
+        raise StoreError(f"database {_redacted(url)}: {error_line(exc)}") from exc
     finally:
         engine.dispose()
 
@@ -146,7 +146,7 @@ def upgrade(url: str, revision: str = "head") -> str:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
     except SQLAlchemyError as exc:
-        raise StoreError(f"database {_redacted(url)}: migration failed: {_one_line(exc)}") from exc
+        raise StoreError(f"database {_redacted(url)}: migration failed: {error_line(exc)}") from exc
     finally:
         engine.dispose()
     return head_revision()
@@ -158,7 +158,7 @@ def ensure_schema(url: str) -> None:
         upgrade(url)
 
 
-def _one_line(exc: SQLAlchemyError) -> str:
+def error_line(exc: SQLAlchemyError) -> str:
     """Describe a driver error in one line (drivers add hints and SQLAlchemy a link)."""
     cause = getattr(exc, "orig", None) or exc
     lines = [line.strip() for line in str(cause).splitlines() if line.strip()]

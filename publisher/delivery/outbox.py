@@ -14,7 +14,6 @@ take the dead worker's advisory lock (a live worker holds its own for its whole 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import hashlib
 import json
 import os
@@ -29,12 +28,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from publisher.db import is_sqlite, sqlite_path, transaction
 from publisher.delivery.models import (
@@ -51,7 +50,8 @@ from publisher.delivery.models import (
     MailKind,
     OutboxRow,
 )
-from publisher.errors import LockedError
+from publisher.errors import LockBusy, LockedError
+from publisher.locks import AdvisoryLock, FileLock, HeldLock, lock_file
 from publisher.site import Site
 from subscribers import bounces, repository, suppression
 from subscribers.models import ACTIVE, PENDING, UNSUBSCRIBED
@@ -84,9 +84,10 @@ def new_worker_id() -> str:
     return f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _lock_key(worker_id: str) -> int:
+def _lock_key(worker_id: str) -> tuple[int, int]:
+    """Return the worker's liveness lock: (class, signed 32-bit hash of its name)."""
     value = int.from_bytes(hashlib.sha256(worker_id.encode()).digest()[:4], "big")
-    return value - (1 << 32) if value >= (1 << 31) else value
+    return _LOCK_CLASS, (value - (1 << 32) if value >= (1 << 31) else value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,8 +414,7 @@ class Outbox:
         self.kinds: tuple[str, ...] = tuple(str(kind) for kind in kinds)
         self.worker_id = worker_id or new_worker_id()
         self.sqlite = is_sqlite(site.settings.database.url)
-        self._lock_file: IO[bytes] | None = None
-        self._lock_connection: AsyncConnection | None = None
+        self._lock: HeldLock | None = None
         self._writer: _SqliteWriter | None = None
         #: Rows cancelled at claim time (reader gone, unsubscribed or suppressed meanwhile).
         self.cancelled = 0
@@ -423,35 +423,20 @@ class Outbox:
 
     async def register(self) -> None:
         """Announce this worker as alive (and, on SQLite, the only sender)."""
+        url = self.site.settings.database.url
         if self.sqlite:
-            path = sqlite_path(self.site.settings.database.url)
+            path = lock_file(url, ".send-lock")
             if path is None:
                 return
-            lock_path = path.with_name(path.name + ".send-lock")
-            handle = lock_path.open("a+b")
             try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().decode(errors="replace").strip() or "another process"
-                handle.close()
+                self._lock = FileLock.take(path, f"worker {self.worker_id}")
+            except LockBusy as busy:
                 raise LockedError(
-                    f"{path}: {holder} is already sending from this SQLite database "
-                    "(only one sender at a time on SQLite; it will deliver what is queued)"
+                    f"{sqlite_path(url)}: {busy.holder} is already sending from this SQLite "
+                    "database (only one sender at a time on SQLite; it will deliver what is queued)"
                 ) from None
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"worker {self.worker_id}".encode())
-            handle.flush()
-            self._lock_file = handle
             return
-        connection = await self.site.engine.connect()
-        await connection.execute(
-            sa.text("SELECT pg_advisory_lock(:c, :k)"),
-            {"c": _LOCK_CLASS, "k": _lock_key(self.worker_id)},
-        )
-        await connection.commit()
-        self._lock_connection = connection
+        self._lock = await AdvisoryLock.take(self.site.engine, _lock_key(self.worker_id))
 
     def _sqlite_writer(self) -> _SqliteWriter:
         if self._writer is None:
@@ -465,14 +450,9 @@ class Outbox:
         if self._writer is not None:
             await asyncio.to_thread(self._writer.close)
             self._writer = None
-        if self._lock_file is not None:
-            Path(self._lock_file.name).unlink(missing_ok=True)
-            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
-        if self._lock_connection is not None:
-            await self._lock_connection.close()
-            self._lock_connection = None
+        if self._lock is not None:
+            await self._lock.release()
+            self._lock = None
 
     async def recover(self, now: datetime) -> int:
         """Return the rows of dead workers to the queue; return how many."""
@@ -493,20 +473,14 @@ class Outbox:
             )
         recovered = 0
         for owner in owners:
-            key = {"c": _LOCK_CLASS, "k": _lock_key(owner)}
-            async with self.site.engine.connect() as connection:
-                got = await connection.scalar(sa.text("SELECT pg_try_advisory_lock(:c, :k)"), key)
-                if not got:
-                    continue  # alive: its rows are in flight
-                try:
-                    result = await connection.execute(
-                        self._requeue().where(_OUTBOX.c.claimed_by == owner), {"now": now}
-                    )
-                    await connection.commit()
-                    recovered += int(result.rowcount or 0)
-                finally:
-                    await connection.execute(sa.text("SELECT pg_advisory_unlock(:c, :k)"), key)
-                    await connection.commit()
+            dead = await AdvisoryLock.try_take(self.site.engine, _lock_key(owner))
+            if dead is None:
+                continue  # alive: its rows are in flight
+            async with dead, transaction(self.site.engine) as session:
+                result = await session.execute(
+                    self._requeue().where(_OUTBOX.c.claimed_by == owner), {"now": now}
+                )
+                recovered += int(cast("CursorResult[Any]", result).rowcount or 0)
         return recovered
 
     @staticmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import tomllib
 from pathlib import Path
@@ -124,8 +125,21 @@ def write_config(
         secret_key=toml_string(secrets.token_urlsafe(32)),
     )
     settings_from_mapping(tomllib.loads(text), path, text)  # reject bad flags before writing
-    path.write_text(text, encoding="utf-8")
+    write_private(path, text.encode("utf-8"))
     return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` readable by its owner only (it holds secret_key and SMTP passwords)."""
+    # Created 0600 from the start: a chmod after writing would leave a window at the umask.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError(f"{path}: already exists; remove it or choose another folder") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot create: {exc.strerror}") from exc
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
 
 
 def init_site(

@@ -1,0 +1,158 @@
+"""Hostile input on the mail side: SMTP auth and SMTPUTF8, file modes, email markup, DKIM."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from publisher.cli.init import init_site
+from publisher.config import MailSettings, load_settings
+from publisher.delivery.smtp import (
+    ServerUnavailable,
+    SmtpConnection,
+    parse_smtp_url,
+    send_message,
+)
+from publisher.errors import ConfigError, DeliveryError
+from tests.smtp_servers import (
+    RecordingHandler,
+    password_authenticator,
+    self_signed_tls,
+    smtp_server,
+)
+
+MESSAGE = (
+    b"From: News <news@example.org>\r\nTo: reader@example.net\r\n"
+    b"Subject: Kabar\r\nMessage-ID: <m1@example.org>\r\n\r\nHalo.\r\n"
+)
+
+
+def mail(url: str) -> MailSettings:
+    return MailSettings.model_validate({"smtp_url": url})
+
+
+# --- row 7: the SMTP password never crosses the network in clear text by default -----
+
+
+class AuthLog:
+    """An aiosmtpd authenticator that remembers every login attempt it saw."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.check = password_authenticator("news", "s3cret")
+
+    def __call__(self, *args: object) -> object:
+        self.attempts += 1
+        return self.check(*args)
+
+
+async def test_auth_refused_without_tls_names_the_relay() -> None:
+    handler = RecordingHandler()
+    auth = AuthLog()
+    # A server without STARTTLS that would happily take AUTH PLAIN in clear text.
+    async with smtp_server(
+        handler, authenticator=auth, auth_required=True, auth_require_tls=False
+    ) as port:
+        url = f"smtp://news:s3cret@127.0.0.1:{port}"
+        with pytest.raises(ServerUnavailable) as caught:
+            await send_message(mail(url), MESSAGE, "a@example.org", ["r@example.net"])
+        message = str(caught.value)
+        assert f"smtp://news@127.0.0.1:{port}" in message
+        assert "without TLS" in message
+        assert "s3cret" not in message
+        assert auth.attempts == 0
+        # Saying so explicitly allows it (a relay on loopback, say).
+        await send_message(
+            mail(url + "?auth=plain-insecure"), MESSAGE, "a@example.org", ["r@example.net"]
+        )
+    assert auth.attempts == 1
+    assert handler.count("r@example.net") == 1
+
+
+async def test_auth_goes_over_starttls_when_offered(tmp_path: Path) -> None:
+    context, cert = self_signed_tls(tmp_path)
+    handler = RecordingHandler()
+    auth = AuthLog()
+    async with smtp_server(handler, tls=context, authenticator=auth, auth_required=True) as port:
+        await send_message(
+            mail(f"smtp://news:s3cret@127.0.0.1:{port}?cafile={cert}"),
+            MESSAGE,
+            "a@example.org",
+            ["r@example.net"],
+        )
+    assert auth.attempts == 1
+    assert handler.count("r@example.net") == 1
+
+
+def test_auth_url_options() -> None:
+    with pytest.raises(ConfigError, match="without TLS"):
+        parse_smtp_url("smtp://u:p@mail.example.org?starttls=never")
+    assert parse_smtp_url("smtp://u:p@h?starttls=never&auth=plain-insecure").auth_insecure
+    assert not parse_smtp_url("smtp://u:p@h?auth=tls").auth_insecure
+    with pytest.raises(ConfigError, match=r"auth=tls\|plain-insecure"):
+        parse_smtp_url("smtp://u:p@h?auth=yes")
+
+
+# --- row 8: secrets and the database are private files --------------------------------
+
+
+def test_config_and_database_files_are_owner_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PUBLISHER_DATABASE__URL", raising=False)
+    previous = os.umask(0o022)  # the usual umask: files would come out 0644
+    try:
+        path = init_site(tmp_path / "site")
+    finally:
+        os.umask(previous)
+    settings = load_settings(path)
+    database = tmp_path / "site" / "publisher.db"
+    assert settings.database.url.endswith("publisher.db")
+    # Open it the way a running site does, so the WAL files exist.
+    with sqlite3.connect(database) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("CREATE TABLE IF NOT EXISTS probe (x)")
+        connection.execute("INSERT INTO probe VALUES (1)")
+        files = [path, database, *database.parent.glob("publisher.db-*")]
+        assert len(files) >= 3  # -wal and -shm while the connection is open
+        for found in files:
+            assert stat.S_IMODE(found.stat().st_mode) == 0o600, found
+
+
+# --- row 13: internationalized addresses ----------------------------------------------
+
+
+@pytest.mark.parametrize("smtputf8", [True, False])
+async def test_internationalized_addresses(smtputf8: bool) -> None:
+    handler = RecordingHandler()
+    async with smtp_server(handler, enable_SMTPUTF8=smtputf8) as port:
+        connection = SmtpConnection(parse_smtp_url(f"smtp://127.0.0.1:{port}"), 10)
+        recipients = ["pembaca@bücher.example", "δοκιμή@example.net", "plain@example.net"]
+        replies = await connection.send("news@example.org", recipients, MESSAGE)
+        await connection.close()
+    # A Unicode domain only needs punycode: every server takes it.
+    assert replies["pembaca@bücher.example"].accepted
+    assert handler.count("pembaca@xn--bcher-kva.example") == 1
+    assert replies["plain@example.net"].accepted
+    if smtputf8:
+        assert replies["δοκιμή@example.net"].accepted
+        assert handler.count("δοκιμή@example.net") == 1
+    else:
+        refused = replies["δοκιμή@example.net"]
+        assert refused.kind == "permanent"
+        assert refused.code is None  # not the reader's fault: no suppression follows
+        assert "needs SMTPUTF8" in refused.text
+        assert "δοκιμή@example.net" in refused.text
+
+
+async def test_one_off_mail_to_internationalized_address_fails_in_one_line() -> None:
+    handler = RecordingHandler()
+    async with smtp_server(handler, enable_SMTPUTF8=False) as port:
+        with pytest.raises(DeliveryError, match=r"δοκιμή@example\.net.*needs SMTPUTF8"):
+            await send_message(
+                mail(f"smtp://127.0.0.1:{port}"), MESSAGE, "a@example.org", ["δοκιμή@example.net"]
+            )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,9 @@ from publisher.delivery.smtp import (
     send_message,
 )
 from publisher.errors import ConfigError, DeliveryError
+from publisher.render.digest import render_digest
+from publisher.render.mjml import escape_attribute_values
+from tests.render_support import make_digest, make_settings, sample_articles
 from tests.smtp_servers import (
     RecordingHandler,
     password_authenticator,
@@ -156,3 +160,64 @@ async def test_one_off_mail_to_internationalized_address_fails_in_one_line() -> 
             await send_message(
                 mail(f"smtp://127.0.0.1:{port}"), MESSAGE, "a@example.org", ["δοκιμή@example.net"]
             )
+
+
+# --- row 9: a quote in text never turns the email's layout into visible text -----------
+
+
+class _Visible(HTMLParser):
+    """Collect the text a mail client shows (not style/script/comments) and every tag."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.tags: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self._hidden += tag in ("style", "script", "title")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._hidden -= tag in ("style", "script", "title")
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.text.append(data)
+
+
+def _digest_with(author: str, other: str, caption: str) -> _Visible:
+    articles = sample_articles()
+    lead = articles[0]
+    lead.author = author
+    lead.image_url = lead.image_url or "https://images.example.org/a.jpg"
+    lead.image_caption = caption
+    for article in articles[1:]:
+        article.author = other
+    parsed = _Visible()
+    parsed.feed(render_digest(make_settings(), make_digest(articles)).html)
+    return parsed
+
+
+def test_quotes_in_author_and_caption_stay_text() -> None:
+    parsed = _digest_with('Budi x="1', 'Sari" y="3', 'Foto "pantai" x="2 <b>tebal</b>')
+    visible = " ".join(" ".join(parsed.text).split())
+    assert 'Budi x="1' in visible
+    assert 'Sari" y="3' in visible
+    assert 'Foto "pantai" x="2 <b>tebal</b>' in visible
+    # No markup leaked into what the reader sees, and the layout's tags are all there.
+    for leaked in ("<p", "<a ", "<div", "<td", "style=", "&lt;", "&gt;"):
+        assert leaked not in visible, leaked
+    reference = _digest_with("Budi", "Sari", "Foto pantai")
+    assert parsed.tags == reference.tags
+
+
+def test_attribute_values_escaped_only_inside_tags() -> None:
+    html = (
+        '<!--[if mso]><table x="<y>"><![endif]--><style>a[x="<"] {}</style>'
+        '<div aria-label="A <script> B" title=\'q > r\'>Budi x="1 <b>, "z"</div>'
+    )
+    assert escape_attribute_values(html) == (
+        '<!--[if mso]><table x="<y>"><![endif]--><style>a[x="<"] {}</style>'
+        '<div aria-label="A &lt;script&gt; B" title=\'q &gt; r\'>Budi x="1 <b>, "z"</div>'
+    )

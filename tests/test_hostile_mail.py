@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import sqlite3
 import stat
+import subprocess
+from email.parser import BytesParser
+from email.policy import default
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -20,8 +24,16 @@ from publisher.delivery.smtp import (
 )
 from publisher.errors import ConfigError, DeliveryError
 from publisher.render.digest import render_digest
+from publisher.render.dkim import verify
+from publisher.render.message import build_digest_template
 from publisher.render.mjml import escape_attribute_values
-from tests.render_support import make_digest, make_settings, sample_articles
+from tests.render_support import (
+    frozen_clock,
+    make_digest,
+    make_settings,
+    recipient,
+    sample_articles,
+)
 from tests.smtp_servers import (
     RecordingHandler,
     password_authenticator,
@@ -221,3 +233,86 @@ def test_attribute_values_escaped_only_inside_tags() -> None:
         '<!--[if mso]><table x="<y>"><![endif]--><style>a[x="<"] {}</style>'
         '<div aria-label="A &lt;script&gt; B" title=\'q &gt; r\'>Budi x="1 <b>, "z"</div>'
     )
+
+
+# --- DKIM: a header added after signing breaks the signature --------------------------
+
+
+@pytest.fixture(scope="module")
+def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    folder = tmp_path_factory.mktemp("dkim")
+    private = folder / "dkim.pem"
+    subprocess.run(
+        [
+            *("openssl", "genpkey", "-algorithm", "RSA"),
+            *("-pkeyopt", "rsa_keygen_bits:2048", "-out", str(private)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    public = subprocess.run(
+        ["openssl", "pkey", "-in", str(private), "-pubout", "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    return private, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+
+@pytest.mark.parametrize(
+    "added",
+    [
+        b"Subject: =?utf-8?b?VXJnZW50OiB2ZXJpZnkgeW91ciBhY2NvdW50?=",
+        b"Reply-To: thief@evil.example",
+        b"From: Bank <security@bank.example>",
+        b"To: someone@else.example",
+        b"Cc: someone@else.example",
+        b"Date: Thu, 01 Jan 2026 00:00:00 +0000",
+        b"List-Unsubscribe: <https://evil.example/u>",
+        b"Content-Type: text/html",
+    ],
+)
+def test_added_header_breaks_dkim(
+    tmp_path: Path, dkim_key: tuple[Path, bytes], added: bytes
+) -> None:
+    private, record = dkim_key
+    settings = make_settings(
+        tmp_path,
+        mail={
+            "dkim_domain": "news.example.org",
+            "dkim_selector": "kabar",
+            "dkim_key_file": str(private),
+        },
+    )
+    compiled = render_digest(settings, make_digest(sample_articles()))
+    message = build_digest_template(settings, compiled, clock=frozen_clock()).personalize(
+        recipient()
+    )
+
+    def txt(name: bytes) -> bytes | None:
+        return record if name == b"kabar._domainkey.news.example.org." else None
+
+    assert verify(message, txt)
+    head, body = message.split(b"\r\n\r\n", 1)
+    at_bottom = head + b"\r\n" + added + b"\r\n\r\n" + body
+    at_top = added + b"\r\n" + message
+    assert not verify(at_bottom, txt)
+    assert not verify(at_top, txt)
+
+
+# --- bidi overrides never reach the Subject or display names --------------------------
+
+
+def test_bidi_overrides_stripped_from_subject_and_names() -> None:
+    articles = sample_articles()
+    articles[0].title = "Tagihan \u202egpj.exe\u202c dan \u2066isolat\u2069"
+    settings = make_settings()
+    compiled = render_digest(settings, make_digest(articles))
+    message = build_digest_template(settings, compiled, clock=frozen_clock()).personalize(
+        recipient(name="Eve \u202eevE")
+    )
+    parsed = BytesParser(policy=default).parsebytes(message)
+    assert "Tagihan gpj.exe dan isolat" in str(parsed["Subject"])
+    assert parsed["To"].addresses[0].display_name == "Eve evE"
+    controls = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+    for header in ("Subject", "To"):
+        assert not set(str(parsed[header])) & controls

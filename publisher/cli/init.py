@@ -47,7 +47,8 @@ url = "sqlite:///publisher.db"
 from = {mail_from}
 reply_to = ""
 # `publisher mailsink` listens here; point it at your MTA in production
-# (smtp://user:pass@host:587 uses STARTTLS when offered, smtps:// implicit TLS).
+# (smtp://user:pass@host:587 uses STARTTLS and sends the password only over TLS,
+# smtps:// implicit TLS; ?auth=plain-insecure allows a password without TLS).
 smtp_url = "smtp://127.0.0.1:1025"
 connections = 4
 rate_per_second = 0   # 0 = unlimited
@@ -61,6 +62,8 @@ postal_address = ""
 # dkim_key_file = "dkim.key"
 # timeout = "30s"
 # unsubscribe_mailto = "unsubscribe@example.org"
+# Envelope sender: mail leaves from bounces+<signed token>@...; default: the from address.
+# return_path = "bounces@example.org"
 # Suppress an address after this many soft bounces within the window:
 # soft_bounce_limit = 3
 # soft_bounce_window = "30d"

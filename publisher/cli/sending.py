@@ -28,7 +28,7 @@ from publisher.cli.digest import digest, next_digest
 from publisher.content.models import Article
 from publisher.db import transaction
 from publisher.delivery import outbox as outbox_queries
-from publisher.delivery.compose import reader_links
+from publisher.delivery.compose import reader_links, return_paths
 from publisher.delivery.editions import (
     EnqueueReport,
     current_edition_date,
@@ -256,8 +256,9 @@ async def _send_test_copy(site: Site, frequency: str, to: str) -> None:
     if chosen.sample:
         compiled = replace(compiled, subject=f"[sample] {compiled.subject}")
     tokens, base = reader_links(site)
-    sender = sender_address(site.settings.mail.from_)
-    domain = sender.rpartition("@")[2] or "localhost"
+    # A test copy answers no reader: its bounces reach the bounce box and count for no one.
+    sender = return_paths(site.settings).plain
+    domain = sender_address(site.settings.mail.from_).rpartition("@")[2] or "localhost"
     message = build_digest_template(site.settings, compiled, clock=site.clock).personalize(
         Recipient(
             email=to,

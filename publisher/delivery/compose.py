@@ -7,16 +7,19 @@ from datetime import date
 
 import sqlalchemy as sa
 
+from publisher.config import Settings
 from publisher.content.models import PUBLISHED, Article
 from publisher.db import transaction
 from publisher.delivery.models import Edition, EditionVariant
 from publisher.delivery.outbox import Job
+from publisher.delivery.smtp import sender_address
 from publisher.errors import ConfigError
 from publisher.render.digest import Digest, render_digest
 from publisher.render.message import MessageTemplate, Recipient, build_digest_template
 from publisher.site import Site
-from subscribers.errors import TokenError
+from subscribers.errors import InvalidInput, TokenError
 from subscribers.tokens import Tokens
+from subscribers.verp import ReturnPaths
 
 
 def reader_links(site: Site) -> tuple[Tokens, str]:
@@ -28,12 +31,25 @@ def reader_links(site: Site) -> tuple[Tokens, str]:
     return tokens, site.settings.site.base_url
 
 
+def return_paths(settings: Settings) -> ReturnPaths:
+    """Return the signer of envelope senders: mail.return_path, else the From address."""
+    address = settings.mail.return_path or sender_address(settings.mail.from_)
+    key = "mail.return_path" if settings.mail.return_path else "mail.from"
+    try:
+        return ReturnPaths(settings.web.secret_key, address)
+    except TokenError as exc:
+        raise ConfigError(f"web.secret_key: {exc} (bounce tokens are signed with it)") from exc
+    except InvalidInput as exc:
+        raise ConfigError(f"{key}: {exc}") from exc
+
+
 class Composer:
     """Cache one MessageTemplate per variant and personalize it for each job."""
 
     def __init__(self, site: Site) -> None:
         self.site = site
         self.tokens, self.base_url = reader_links(site)
+        self.return_paths = return_paths(site.settings)
         self._templates: dict[int, MessageTemplate | None] = {}
 
     async def prepare(self, variant_ids: set[int]) -> None:
@@ -91,5 +107,14 @@ class Composer:
                 preferences_url=f"{self.base_url}/preferences/{self.tokens.preferences(subscriber)}",
                 message_id=job.message_id,
                 language=template.language,
+                bounce_token=self.return_paths.token(subscriber, _digest_ref(job)),
             )
         )
+
+    def return_path(self, job: Job) -> str:
+        """Return the job's envelope sender: the VERP address naming its reader and edition."""
+        return self.return_paths.address(job.subscriber_id, _digest_ref(job))
+
+
+def _digest_ref(job: Job) -> str:
+    return f"e{job.edition_id}"

@@ -320,9 +320,14 @@ async def _subscribe_job(
         log.exception("subscribe request for subscriber failed")
 
 
+#: The message part of each notice's bounce token (digests use "e<edition id>").
+_NOTICE_REF: dict[MailKind, str] = {"confirm": "c", "already": "a", "unsubscribed": "u"}
+
+
 async def send_subscription_mail(site: Site, kind: MailKind, subscriber_id: int) -> None:
     """Build and send the confirmation, "already subscribed" or "unsubscribed" email."""
-    from publisher.delivery.smtp import send_message, sender_address
+    from publisher.delivery.compose import return_paths
+    from publisher.delivery.smtp import send_message
     from publisher.render import transactional
 
     settings = site.settings
@@ -335,11 +340,14 @@ async def send_subscription_mail(site: Site, kind: MailKind, subscriber_id: int)
     language = choose_language(subscriber.language, settings.site.language, domain="email")
     host = base.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0] or "localhost"
     message_id = f"<{kind}.{subscriber.id}.{secrets.token_hex(8)}@{host}>"
+    # Each notice's envelope sender and header name its reader: a bounce must prove it.
+    paths, ref = return_paths(settings), _NOTICE_REF[kind]
     common: dict[str, Any] = {
         "email": subscriber.email,
         "name": subscriber.name,
         "language": language,
         "message_id": message_id,
+        "bounce_token": paths.token(subscriber.id, ref),
     }
     if kind == "confirm":
         message = transactional.build_confirmation(
@@ -357,7 +365,7 @@ async def send_subscription_mail(site: Site, kind: MailKind, subscriber_id: int)
             settings, resubscribe_url=f"{base}/subscribe", **common
         )
     await send_message(
-        settings.mail, message, sender_address(settings.mail.from_), [subscriber.email]
+        settings.mail, message, paths.address(subscriber.id, ref), [subscriber.email]
     )
 
 

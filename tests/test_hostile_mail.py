@@ -2,31 +2,53 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import mailbox
 import os
 import sqlite3
 import stat
 import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import date
 from email.parser import BytesParser
 from email.policy import default
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from aiosmtpd.smtp import Envelope
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from publisher.cli.init import init_site
 from publisher.config import MailSettings, load_settings
+from publisher.db import transaction
+from publisher.delivery.compose import return_paths
+from publisher.delivery.editions import enqueue, open_edition
 from publisher.delivery.smtp import (
     ServerUnavailable,
     SmtpConnection,
     parse_smtp_url,
     send_message,
 )
+from publisher.delivery.worker import deliver
 from publisher.errors import ConfigError, DeliveryError
 from publisher.render.digest import render_digest
 from publisher.render.dkim import verify
 from publisher.render.message import build_digest_template
 from publisher.render.mjml import escape_attribute_values
+from publisher.site import Site
+from subscribers import suppression
+from subscribers.addresses import normalize
+from subscribers.bounces import Report, Verdict, examine, printable
+from subscribers.errors import MalformedReport
+from subscribers.models import Subscriber
+from subscribers.verp import ReturnPaths
+from tests.clirunner import invoke
+from tests.delivery_helpers import add_articles, add_subscribers
 from tests.render_support import (
     frozen_clock,
     make_digest,
@@ -316,3 +338,299 @@ def test_bidi_overrides_stripped_from_subject_and_names() -> None:
     controls = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
     for header in ("Subject", "To"):
         assert not set(str(parsed[header])) & controls
+
+
+# --- rows 4 and 5: bounces count only when they answer mail we sent; poison is isolated --
+
+
+@dataclass
+class EnvelopeHandler(RecordingHandler):
+    """Accept mail and remember each message's envelope sender too."""
+
+    senders: dict[str, str] = field(default_factory=dict)
+
+    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
+        for address in envelope.rcpt_tos:
+            self.senders[address] = str(envelope.mail_from)
+        return await super().handle_DATA(server, session, envelope)  # type: ignore[arg-type]
+
+
+def dsn(
+    delivered_to: str,
+    recipient: str,
+    quoted: bytes,
+    *,
+    number: int,
+    diagnostic: str = "smtp; 550 5.1.1 User unknown",
+) -> bytes:
+    """Return a Postfix-style DSN for ``recipient``, delivered to ``delivered_to``."""
+    return (
+        (
+            f"Return-Path: <>\r\n"
+            f"Delivered-To: {delivered_to}\r\n"
+            f"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n"
+            f"To: {delivered_to}\r\n"
+            f"Subject: Undelivered Mail Returned to Sender\r\n"
+            f"Message-Id: <dsn-{number}@mx.example.net>\r\n"
+            "MIME-Version: 1.0\r\n"
+            'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+            "--B\r\nContent-Type: text/plain\r\n\r\nCould not deliver.\r\n"
+            "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+            "Reporting-MTA: dns; mx.example.net\r\n\r\n"
+            f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+            f"Diagnostic-Code: {diagnostic}\r\n\r\n"
+            "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        ).encode()
+        + quoted
+        + b"\r\n--B--\r\n"
+    )
+
+
+def nested_multiparts(depth: int) -> bytes:
+    """Return a message whose multiparts nest ``depth`` levels deep."""
+    head = b"".join(
+        b'Content-Type: multipart/mixed; boundary="n%d"\r\n\r\n--n%d\r\n' % (i, i)
+        for i in range(depth)
+    )
+    tail = b"".join(b"\r\n--n%d--\r\n" % i for i in reversed(range(depth)))
+    return (
+        b"From: x@example.net\r\nSubject: deep\r\n"
+        + head
+        + b"Content-Type: text/plain\r\n\r\nx"
+        + tail
+    )
+
+
+async def _ids(site: Site) -> dict[str, int]:
+    async with transaction(site.engine) as session:
+        rows = await session.execute(sa.select(Subscriber.email, Subscriber.id))
+        return {email: int(number) for email, number in rows}
+
+
+async def _statuses(site: Site) -> dict[str, str]:
+    async with transaction(site.engine) as session:
+        rows = await session.execute(sa.select(Subscriber.email, Subscriber.status))
+        return {email: str(status) for email, status in rows}
+
+
+async def test_only_bounces_answering_our_mail_count(
+    site: Site, site_dir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    await add_articles(site, 2)
+    await add_subscribers(site, 4)
+    handler = EnvelopeHandler()
+    async with smtp_server(handler) as port:
+        site.settings.mail.smtp_url = f"smtp://127.0.0.1:{port}"
+        now = site.clock.now()
+        edition = await open_edition(site, "daily", date(2026, 11, 25), now)
+        await enqueue(site, edition, now)
+        assert (await deliver(site)).sent == 4
+    ids = await _ids(site)
+    paths = return_paths(site.settings)
+    quoted: dict[str, bytes] = {}
+    for n in range(4):
+        reader = f"reader{n}@example.net"
+        sender = handler.senders[reader]
+        # Every message left from its own signed return path, repeated in a header.
+        assert sender == paths.address(ids[reader], f"e{edition.id}")
+        assert sender.startswith("newsletter+")
+        assert sender.endswith("@news.example.org")
+        content = handler.delivered[reader][0]
+        headers = BytesParser(policy=default).parsebytes(content, headersonly=True)
+        assert paths.load(str(headers["X-Publisher-Bounce"])).subscriber_id == ids[reader]
+        quoted[reader] = content.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    evil = "\x1b[2J\x1b]0;pwned\x07\x9b31m"
+    reader1_token = paths.token(ids["reader1@example.net"], f"e{edition.id}")
+    reader2_token = paths.token(ids["reader2@example.net"], f"e{edition.id}")
+    forged_token = reader1_token[:-16] + reader2_token[-16:]
+    box = mailbox.Maildir(tmp_path / "Maildir")
+    reports = [
+        # 1. Anyone can write a DSN naming reader1: no token, no effect.
+        dsn(
+            "bounces@news.example.org",
+            "reader1@example.net",
+            b"To: reader1@example.net\r\n",
+            number=1,
+        ),
+        # 2. A token whose signature belongs to someone else: forged, no effect.
+        dsn(f"newsletter+{forged_token}@news.example.org", "reader1@example.net", b"", number=2),
+        # 3. The poison message: thousands of nested multiparts.
+        nested_multiparts(3000),
+        # 4. A genuine bounce of reader0's digest, Diagnostic-Code full of escapes.
+        dsn(
+            handler.senders["reader0@example.net"],
+            "reader0@example.net",
+            quoted["reader0@example.net"],
+            number=4,
+            diagnostic=f"smtp; 550 5.1.1 {evil}",
+        ),
+        # 5. Reader2 holds their own genuine token and writes a DSN naming reader3:
+        #    the token decides who it is about, so only reader2 can be hurt by it.
+        dsn(
+            handler.senders["reader2@example.net"],
+            "reader3@example.net",
+            b"To: reader3@example.net\r\n",
+            number=5,
+        ),
+        # 6. Garbage where an address should be, with a genuine token: nothing to record.
+        dsn(handler.senders["reader3@example.net"], "<script>@@", b"", number=6),
+        # 7. A header block past the limit.
+        b"X-Big: " + b"a" * (300 * 1024) + b"\r\n\r\nbody",
+    ]
+    for raw in reports:
+        box.add(raw)
+    # The command runs its own event loop: give it a thread, as a shell would a process.
+    result = await asyncio.to_thread(
+        invoke,
+        capsys,
+        *("--config", site_dir / "publisher.toml", "bounces", "process", tmp_path / "Maildir"),
+    )
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert not set(out) & {"\x1b", "\x07", "\x9b"}
+    assert "\\x1b[2J" in out  # shown, escaped
+    assert out.count("malformed ") == 2
+    assert f"malformed {tmp_path / 'Maildir'}/" in out
+    assert "nested deeper than 12 levels" in out or "multipart/message parts" in out
+    assert "header block larger than" in out
+    assert "no bounce token: it answers no message we sent (names reader1@example.net)" in out
+    assert "forged or damaged bounce token" in out
+    assert (
+        "7 messages: 2 hard, 0 soft, 0 complaints, 2 suppressed, 0 already recorded, "
+        "1 unrecognized, 2 ignored (not answering mail we sent), 2 malformed"
+    ) in out
+    assert await _statuses(site) == {
+        "reader0@example.net": "bounced",
+        "reader1@example.net": "active",
+        "reader2@example.net": "bounced",
+        "reader3@example.net": "active",
+    }
+    async with transaction(site.engine) as session:
+        assert not await suppression.is_suppressed(session, "reader1@example.net")
+        assert not await suppression.is_suppressed(session, "reader3@example.net")
+        assert not await suppression.is_suppressed(session, "<script>@@")
+
+
+# --- fuzz: the bounce parser never crashes, hangs or records without a token ---------
+
+FUZZ_SECRET = "fuzz-secret-0123456789"
+FUZZ_PATHS = ReturnPaths(FUZZ_SECRET, "bounces@news.example.org")
+GENUINE = FUZZ_PATHS.token(7, "e3")
+_text_values = st.text(alphabet=st.characters(codec="utf-8"), max_size=80) | st.sampled_from(
+    [
+        "rfc822; reader@example.net",
+        "rfc822; <script>@@",
+        "failed",
+        "5.1.1",
+        "4.2.2",
+        "smtp; 550 \x1b[31mred\x1b[0m",
+        f"bounces+{GENUINE}@news.example.org",
+        f"bounces+{GENUINE[:-1]}a@news.example.org",
+        GENUINE,
+        "=?utf-8?b?AAAA?=",
+        "\r\n\t folded",
+    ]
+)
+_header_names = st.sampled_from(
+    [
+        "To",
+        "Delivered-To",
+        "Final-Recipient",
+        "Original-Recipient",
+        "Action",
+        "Status",
+        "Diagnostic-Code",
+        "Feedback-Type",
+        "Original-Rcpt-To",
+        "Original-Mail-From",
+        "Return-Path",
+        "X-Publisher-Bounce",
+        "Message-ID",
+        "Content-Transfer-Encoding",
+    ]
+)
+_types = st.sampled_from(
+    [
+        "text/plain",
+        "message/delivery-status",
+        "message/feedback-report",
+        "text/rfc822-headers",
+        "message/rfc822",
+        "application/octet-stream",
+    ]
+)
+
+
+def _headers(pairs: list[tuple[str, str]]) -> bytes:
+    return b"".join(
+        f"{name}: {value}\r\n".encode("utf-8", "surrogateescape") for name, value in pairs
+    )
+
+
+@st.composite
+def _leaf(draw: st.DrawFn) -> bytes:
+    kind = draw(_types)
+    blocks = draw(
+        st.lists(st.lists(st.tuples(_header_names, _text_values), max_size=6), max_size=3)
+    )
+    body = b"\r\n".join(_headers(block) for block in blocks) + draw(st.binary(max_size=200))
+    return f"Content-Type: {kind}\r\n\r\n".encode() + body
+
+
+@st.composite
+def _container(draw: st.DrawFn, children: st.SearchStrategy[list[bytes]]) -> bytes:
+    boundary = f"b{draw(st.integers(0, 10**6))}"
+    subtype = draw(st.sampled_from(["mixed", "report", "alternative", "digest"]))
+    report_type = draw(st.sampled_from(["delivery-status", "feedback-report", ""]))
+    parts = draw(children)
+    head = f'Content-Type: multipart/{subtype}; report-type={report_type}; boundary="{boundary}"'
+    inner = b"".join(f"--{boundary}\r\n".encode() + part + b"\r\n" for part in parts)
+    return head.encode() + b"\r\n\r\n" + inner + f"--{boundary}--\r\n".encode()
+
+
+_tree = st.recursive(
+    _leaf(), lambda children: _container(st.lists(children, max_size=4)), max_leaves=12
+)
+
+
+@st.composite
+def _report(draw: st.DrawFn) -> bytes:
+    top = _headers(draw(st.lists(st.tuples(_header_names, _text_values), max_size=8)))
+    shape = draw(st.sampled_from(["tree", "deep", "bytes"]))
+    if shape == "deep":
+        return top + nested_multiparts(draw(st.integers(0, 4000)))
+    if shape == "bytes":
+        return top + draw(st.binary(max_size=2000))
+    return top + draw(_tree)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_report())
+def test_fuzz_bounce_parser(raw: bytes) -> None:
+    started = time.perf_counter()
+    report: Report | MalformedReport
+    try:
+        report = examine(raw, FUZZ_PATHS)
+    except MalformedReport as exc:
+        report = exc
+    # The time budget: far below what a poison message cost (seconds, then a crash).
+    assert time.perf_counter() - started < 2.0
+    if isinstance(report, MalformedReport):
+        assert "\n" not in str(report)
+        return
+    assert report.verdict in set(Verdict)
+    for text in (report.detail, report.why, *(f.detail for f in report.failures)):
+        assert text.isprintable() or not text, repr(text)
+    for failure in report.failures:
+        assert normalize(failure.email).email == failure.email
+    if report.verdict == Verdict.VERIFIED:
+        # Only the one genuine token can ever verify, and it names reader 7.
+        assert report.subscriber_id == 7
+        assert report.message == "e3"
+    else:
+        assert report.subscriber_id is None
+
+
+def test_printable_escapes_every_control() -> None:
+    assert printable("a\x1b[2Jb\x07c\x9bd\u202ee\x00") == "a\\x1b[2Jb\\x07c\\x9bd\\u202ee\\x00"
+    assert printable("x" * 5000, 100) == "x" * 100

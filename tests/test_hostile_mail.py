@@ -11,7 +11,7 @@ import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from email.parser import BytesParser
 from email.policy import default
 from html.parser import HTMLParser
@@ -41,11 +41,13 @@ from publisher.render.dkim import verify
 from publisher.render.message import build_digest_template
 from publisher.render.mjml import escape_attribute_values
 from publisher.site import Site
-from subscribers import suppression
+from publisher.web.subscription import send_subscription_mail
+from subscribers import repository, suppression
 from subscribers.addresses import normalize
 from subscribers.bounces import Report, Verdict, examine, printable
 from subscribers.errors import MalformedReport
-from subscribers.models import Subscriber
+from subscribers.models import ACTIVE, Subscriber
+from subscribers.repository import Consent, Preferences
 from subscribers.verp import ReturnPaths
 from tests.clirunner import invoke
 from tests.delivery_helpers import add_articles, add_subscribers
@@ -634,3 +636,84 @@ def test_fuzz_bounce_parser(raw: bytes) -> None:
 def test_printable_escapes_every_control() -> None:
     assert printable("a\x1b[2Jb\x07c\x9bd\u202ee\x00") == "a\\x1b[2Jb\\x07c\\x9bd\\u202ee\\x00"
     assert printable("x" * 5000, 100) == "x" * 100
+
+
+async def test_server_replies_reach_terminals_escaped() -> None:
+    handler = RecordingHandler(rcpt_replies={"r@example.net": ["550 5.1.1 \x1b[2Jgone\x07"]})
+    async with smtp_server(handler) as port:
+        connection = SmtpConnection(parse_smtp_url(f"smtp://127.0.0.1:{port}"), 10)
+        replies = await connection.send("a@example.org", ["r@example.net"], MESSAGE)
+        await connection.close()
+    described = replies["r@example.net"].describe()
+    assert described == "550 5.1.1 \\x1b[2Jgone\\x07"
+
+
+def test_complaint_verified_by_the_quoted_original() -> None:
+    paths = ReturnPaths(FUZZ_SECRET, "bounces@news.example.org")
+    arf = (Path(__file__).parent / "data" / "bounces" / "arf-complaint.eml").read_bytes()
+    # A feedback loop mails a fixed address: only the quoted original carries the token.
+    assert examine(arf, paths).verdict == Verdict.UNVERIFIED
+    quoted = arf.replace(
+        b"Subject: Kabar pagi\nMessage-ID: <daily",
+        f"Subject: Kabar pagi\nX-Publisher-Bounce: {paths.token(5, 'e9')}\n".encode()
+        + b"Message-ID: <daily",
+    )
+    assert quoted != arf
+    report = examine(quoted, paths)
+    assert (report.verdict, report.subscriber_id, report.message, report.kind) == (
+        Verdict.VERIFIED,
+        5,
+        "e9",
+        "complaint",
+    )
+    # Or ARF's Original-Mail-From, our envelope sender.
+    envelope = arf.replace(
+        b"Original-Mail-From: <bounces@news.example.org>",
+        f"Original-Mail-From: <{paths.address(6, 'c')}>".encode(),
+    )
+    assert examine(envelope, paths).subscriber_id == 6
+
+
+@pytest.mark.parametrize("smtputf8", [True, False])
+async def test_digest_and_confirmation_reach_internationalized_addresses(
+    site: Site, smtputf8: bool
+) -> None:
+    await add_articles(site, 2)
+    now = site.clock.now()
+    joined = now - timedelta(days=3)  # before the articles: they are news to them
+    async with transaction(site.engine) as session:
+        for address in ("pembaca@bücher.example", "δοκιμή@example.net"):
+            await repository.add(
+                session, address, Preferences(), Consent("test", joined), joined, status=ACTIVE
+            )
+        pending = await repository.add(
+            session, "baru@bücher.example", Preferences(), Consent("test", now), now
+        )
+    handler = EnvelopeHandler()
+    async with smtp_server(handler, enable_SMTPUTF8=smtputf8) as port:
+        site.settings.mail.smtp_url = f"smtp://127.0.0.1:{port}"
+        edition = await open_edition(site, "daily", date(2026, 11, 25), now)
+        await enqueue(site, edition, now)
+        report = await deliver(site)
+        await send_subscription_mail(site, "confirm", pending.id)
+    ids = await _ids(site)
+    paths = return_paths(site.settings)
+    assert handler.count("pembaca@xn--bcher-kva.example") == 1
+    # The confirmation leaves from its own return path too ("c": the confirmation).
+    assert handler.senders["baru@xn--bcher-kva.example"] == paths.address(
+        ids["baru@bücher.example"], "c"
+    )
+    confirmation = handler.delivered["baru@xn--bcher-kva.example"][0]
+    assert (
+        f"X-Publisher-Bounce: {paths.token(ids['baru@bücher.example'], 'c')}".encode()
+        in confirmation
+    )
+    if smtputf8:
+        assert (report.sent, report.failed) == (2, 0)
+        assert handler.count("δοκιμή@example.net") == 1
+    else:
+        assert (report.sent, report.failed) == (1, 1)
+        # The reader is not to blame for our relay: no bounce, no suppression.
+        assert (await _statuses(site))["δοκιμή@example.net"] == "active"
+        async with transaction(site.engine) as session:
+            assert not await suppression.is_suppressed(session, "δοκιμή@example.net")

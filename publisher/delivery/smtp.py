@@ -134,7 +134,7 @@ class Reply:
 
     def describe(self) -> str:
         """Return ``code text`` on one line, for the outbox and error lists."""
-        text = " ".join(self.text.split())
+        text = _one_line(self.text)
         return f"{self.code} {text}" if self.code is not None else text
 
 
@@ -353,7 +353,9 @@ def _lost(why: str) -> Reply:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    """Return a server's words on one line, controls escaped: they end up on terminals."""
+    line = " ".join(str(text).split())
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in line)
 
 
 def _describe_exc(exc: BaseException) -> str:

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from email.utils import getaddresses
 from enum import StrEnum
 from pathlib import Path
@@ -181,7 +183,8 @@ def _arf_failures(parts: list[email.message.Message], report_id: str | None) -> 
                 if sub.get_content_type() == "text/rfc822-headers":
                     raw = sub.get_payload(decode=True)
                     if isinstance(raw, bytes):
-                        headers = email.message_from_bytes(raw)
+                        # Headers only, as the part type says: never a MIME tree to descend.
+                        headers = BytesHeaderParser(policy=compat32).parsebytes(raw[:65536])
         if isinstance(headers, email.message.Message):
             to = [str(v)[:2000] for v in headers.get_all("To", [])[:10]]
             addresses = [a for _, a in getaddresses(to)]

@@ -7,7 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from publisher.content.models import UTCDateTime
+from publisher.columns import UTCDateTime
 from publisher.db import Base
 
 # Edition statuses.

@@ -137,14 +137,14 @@ def current_revision(url: str) -> str | None:
         engine.dispose()
 
 
-def upgrade(url: str) -> str:
-    """Apply every pending migration and return the revision reached."""
+def upgrade(url: str, revision: str = "head") -> str:
+    """Apply pending migrations up to ``revision`` (tests stop early); return the head."""
     config = _alembic_config(url)
     engine = create_sync_engine(url)
     try:
         with engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
     except SQLAlchemyError as exc:
         raise StoreError(f"database {_redacted(url)}: migration failed: {error_line(exc)}") from exc
     finally:

@@ -15,6 +15,8 @@ from publisher.cli import schedule as schedule_cli
 from publisher.cli import sending as sending_cli
 from publisher.cli import serve as serve_cli
 from publisher.cli import subscribers as subscribers_cli
+from publisher.cli import tokens as tokens_cli
+from publisher.cli import users as users_cli
 from publisher.cli.context import CliContext
 from publisher.errors import PublisherError
 
@@ -48,6 +50,8 @@ for module in (
     sending_cli,
     subscribers_cli,
     bounces_cli,
+    users_cli,
+    tokens_cli,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +14,15 @@ from subscribers import preferences as prefs
 from subscribers import suppression
 from subscribers.addresses import Address, lookup_key, normalize
 from subscribers.errors import SubscriberExists, SubscriberNotFound
-from subscribers.models import ACTIVE, DAILY, PENDING, STATUSES, UNSUBSCRIBED, Subscriber
+from subscribers.models import (
+    ACTIVE,
+    DAILY,
+    FREQUENCIES,
+    PENDING,
+    STATUSES,
+    UNSUBSCRIBED,
+    Subscriber,
+)
 
 
 @dataclass(frozen=True)
@@ -247,7 +255,21 @@ async def page(
 
     Newest first (``after`` is an id), or in address order when searching by prefix
     (``after`` is the last address key), so the unique address index serves the search.
+    The status index continues with the frequency, so a status without a frequency reads
+    each frequency on its own and merges the two short lists here.
     """
+    if wanted.status is not None and wanted.frequency is None and wanted.email_prefix is None:
+        found: list[Subscriber] = []
+        for frequency in FREQUENCIES:
+            found.extend(await _page(session, replace(wanted, frequency=frequency), limit, after))
+        found.sort(key=lambda subscriber: -subscriber.id)
+        return found[:limit]
+    return await _page(session, wanted, limit, after)
+
+
+async def _page(
+    session: AsyncSession, wanted: SubscriberFilter, limit: int, after: int | str | None
+) -> list[Subscriber]:
     query = sa.select(Subscriber)
     for column, value in (
         (Subscriber.status, wanted.status),

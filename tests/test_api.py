@@ -601,6 +601,9 @@ async def test_subscriber_filters_prefix_search_and_cursor_pages(api: Api) -> No
     assert await emails(email="a%") == []
     assert await emails(email="zz05", status="pending") == ["zz05@example.org"]
     assert set(await emails(status="pending")) == {"zz05@example.org", "zz11@example.org"}
+    # A status alone reads daily and weekly readers apart and merges them, in order.
+    pending = {"zz05@example.org", "zz11@example.org"}
+    assert await emails(status="active") == [e for e in newest_first if e not in pending]
     assert set(await emails(lang="en", timezone="Asia/Jakarta")) == {
         "ab03@example.org",
         "ab09@example.org",

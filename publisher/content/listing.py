@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from publisher.content.models import Article, ArticleTag, UTCDateTime
+from publisher.content.models import DRAFT, PUBLISHED, Article, ArticleTag, UTCDateTime
 
 #: Where a page ends: (published_at, id); undated drafts have published_at None.
 ArticleKey = tuple[datetime | None, int]
@@ -35,9 +35,28 @@ async def page(
 ) -> list[Article]:
     """Return up to ``limit`` articles after ``after``: undated drafts first, then newest first.
 
-    Both segments are walked in index order (no sort, no count): undated articles by id,
-    dated ones by (published_at, id) of the articles or the article_tags index.
+    Every query walks an index in order (no sort, no count). The tag and author indexes
+    lead with the status, so without a status filter each status is read on its own and
+    the two short lists are merged here.
     """
+    if wanted.status is None and (wanted.tag is not None or wanted.author_slug is not None):
+        found: list[Article] = []
+        for status in (DRAFT, PUBLISHED):
+            found.extend(await _page(session, replace(wanted, status=status), limit, after))
+        found.sort(key=_order)
+        return found[:limit]
+    return await _page(session, wanted, limit, after)
+
+
+def _order(article: Article) -> tuple[bool, float, int]:
+    """Sort key of the list order: undated first, then newest first, ties by newest id."""
+    when = article.published_at
+    return (when is not None, -when.timestamp() if when is not None else 0.0, -article.id)
+
+
+async def _page(
+    session: AsyncSession, wanted: ArticleFilter, limit: int, after: ArticleKey | None
+) -> list[Article]:
     if wanted.tag is not None:
         base = (
             sa.select(Article)

@@ -82,7 +82,9 @@ async def _page(
         undated = base.where(published.is_(None))
         if after is not None:
             undated = undated.where(ident < after[1])
-        found = list(await session.scalars(undated.order_by(ident.desc()).limit(limit)))
+        # All NULL: ordering on the date too keeps the walk on the same index order.
+        undated = undated.order_by(published.desc(), ident.desc()).limit(limit)
+        found = list(await session.scalars(undated))
         after = None
     if len(found) < limit:
         dated = base.where(published.is_not(None))

@@ -136,9 +136,13 @@ def fill_subscribers(engine: sa.Engine, count: int) -> None:
 
 
 async def make_token(site: Site) -> str:
-    async with transaction(site.engine) as session:
-        user = await users.add(session, "bench@example.org", Role.EDITOR, "bench password 1", NOW)
-        return (await tokens.create(session, user, "bench", "read", NOW)).raw
+    """Create an editor and a read token for them; return the token."""
+    try:
+        async with transaction(site.engine) as session:
+            user = await users.add(session, "bench@example.org", Role.EDITOR, "bench pass 1", NOW)
+            return (await tokens.create(session, user, "bench", "read", NOW)).raw
+    finally:
+        await site.aclose()
 
 
 @contextmanager
@@ -200,23 +204,29 @@ def requests() -> list[tuple[str, str, dict[str, Any], float]]:
 
 
 def time_requests(base: str, token: str, repeat: int) -> list[tuple[str, float, float, int]]:
-    """Return (label, median ms, budget ms, items) of every request."""
-    results = []
+    """Return (label, median ms, budget ms, items) of every request.
+
+    The requests take turns (one round of all, ``repeat`` times), so a burst of load from
+    elsewhere on the machine spreads over all of them instead of spoiling one.
+    """
     headers = {"Authorization": f"Bearer {token}"}
+    wanted = requests()
+    timings: list[list[float]] = [[] for _ in wanted]
+    items = [0] * len(wanted)
     with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
-        for label, path, params, budget in requests():
-            timings = []
-            items = 0
-            for run in range(repeat + 1):
+        for run in range(repeat + 1):
+            for n, (_label, path, params, _budget) in enumerate(wanted):
                 began = time.perf_counter()
                 response = client.get(path, params=params)
                 elapsed = time.perf_counter() - began
                 response.raise_for_status()
-                items = len(response.json()["items"])
-                if run:  # the first request warms caches (SQL compilation, pages)
-                    timings.append(elapsed * 1000)
-            results.append((label, statistics.median(timings), budget, items))
-    return results
+                items[n] = len(response.json()["items"])
+                if run:  # the first round warms caches (SQL compilation, pages)
+                    timings[n].append(elapsed * 1000)
+    return [
+        (label, statistics.median(timings[n]), budget, items[n])
+        for n, (label, _path, _params, budget) in enumerate(wanted)
+    ]
 
 
 def main() -> None:
@@ -257,7 +267,6 @@ def main() -> None:
                     )
             engine.dispose()
             token = asyncio.run(make_token(site))
-            asyncio.run(site.aclose())
             print(
                 f"[{label}] {args.articles:,} articles, {args.subscribers:,} subscribers, "
                 f"{args.subscribers:,} outbox rows (filled in {time.perf_counter() - began:.1f} s)"

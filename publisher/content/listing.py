@@ -79,12 +79,14 @@ async def _page(
         base = base.where(Article.title.ilike(f"%{_escape_like(wanted.text)}%", escape="\\"))
     found: list[Article] = []
     if after is None or after[0] is None:
-        undated = base.where(published.is_(None))
-        if after is not None:
-            undated = undated.where(ident < after[1])
-        # All NULL: ordering on the date too keeps the walk on the same index order.
-        undated = undated.order_by(published.desc(), ident.desc()).limit(limit)
-        found = list(await session.scalars(undated))
+        # Published articles always have a date (the store sets one): only drafts lack it.
+        if wanted.status != PUBLISHED:
+            undated = base.where(published.is_(None))
+            if after is not None:
+                undated = undated.where(ident < after[1])
+            # All NULL: ordering on the date too keeps the walk in the index's order.
+            undated = undated.order_by(published.desc(), ident.desc()).limit(limit)
+            found = list(await session.scalars(undated))
         after = None
     if len(found) < limit:
         dated = base.where(published.is_not(None))

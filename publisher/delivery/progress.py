@@ -45,7 +45,8 @@ async def progress_page(site: Site, limit: int, before_id: int | None = None) ->
             .group_by(OutboxRow.edition_id, OutboxRow.status)
         )
         for edition_id, status, count in rows.tuples():
-            found[edition_id].counts[status] = int(count)
+            if edition_id is not None:  # never: notices (no edition) are not selected
+                found[edition_id].counts[status] = int(count)
         variants = await session.execute(
             sa.select(EditionVariant.edition_id, EditionVariant.language)
             .where(EditionVariant.edition_id.in_(list(found)))

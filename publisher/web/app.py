@@ -25,12 +25,16 @@ def create_app(site: Site, *, poll_interval: float = 1.0) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await cache.start()
+        sender = subscription.notice_sender(app)
+        # `serve` delivers the subscription flow's mail by itself (digests: worker, send).
+        await sender.start()
         try:
             yield
         finally:
             await cache.stop()
             await pinger.aclose()
-            await subscription.drain(app)  # send confirmations already promised
+            await sender.stop()
+            await subscription.drain(app)  # queue what requests promised; try sending it
             await site.aclose()
 
     app = FastAPI(

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from publisher.delivery.models import OUTBOX_STATUSES
+from publisher.delivery.models import OutboxStatus
 from publisher.delivery.outbox import last_errors
 from publisher.delivery.progress import Progress, progress_of, progress_page
 from publisher.web.api import pagination
@@ -23,7 +23,7 @@ MAX_EDITIONS_PAGE = 50
 
 
 class Counts(BaseModel):
-    """Messages of an edition by outbox status."""
+    """Messages of an edition by outbox status (``sending``: claimed by a worker now)."""
 
     total: int
     queued: int
@@ -67,7 +67,7 @@ class EditionDetail(EditionOut):
 
 def _out(progress: Progress) -> EditionOut:
     edition = progress.edition
-    counts = {status: progress.counts.get(status, 0) for status in OUTBOX_STATUSES}
+    count = progress.counts.get
     return EditionOut(
         period_key=edition.period_key,
         frequency=edition.frequency,
@@ -77,7 +77,15 @@ def _out(progress: Progress) -> EditionOut:
         finished_at=edition.finished_at,
         paused_until=edition.paused_until,
         last_error=edition.last_error,
-        counts=Counts(total=progress.total, **counts),
+        counts=Counts(
+            total=progress.total,
+            queued=count(OutboxStatus.QUEUED, 0),
+            sending=count(OutboxStatus.CLAIMED, 0),
+            retrying=count(OutboxStatus.RETRYING, 0),
+            sent=count(OutboxStatus.SENT, 0),
+            failed=count(OutboxStatus.FAILED, 0),
+            cancelled=count(OutboxStatus.CANCELLED, 0),
+        ),
     )
 
 

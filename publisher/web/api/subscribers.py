@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from publisher.db import transaction
+from publisher.delivery import notices
+from publisher.delivery.models import MailKind
 from publisher.site import Site
 from publisher.web import subscription
 from publisher.web.api import pagination
@@ -228,14 +230,12 @@ async def create_subscriber(
             added = await repository.add(session, address, preferences, record, now, status=ACTIVE)
         else:
             added = (await consent.subscribe(session, address, preferences, record, now)).subscriber
+            # The same notice, through the same outbox, as the subscribe form's.
+            await notices.queue(session, site, MailKind.CONFIRMATION, added.id)
         await who.audit(session, site, "subscriber.create", added.email, added.status)
         out = to_out(added)
-        subscriber_id = added.id
     if not data.confirmed:
-        # The same mail, sent the same way, as the subscribe form's.
-        subscription.state_of(request).spawn(
-            subscription.send_subscription_mail(site, "confirm", subscriber_id)
-        )
+        subscription.state_of(request).sender.poke()
     response.headers["Location"] = f"{request.url.path}/{out.email}"
     return out
 

@@ -85,6 +85,10 @@ feed_cache_seconds = 300
 items = 50
 archive_size = 100
 
+[fetch]
+# Fetching pages and feeds from loopback or private addresses is refused unless allowed:
+allow_private_addresses = false
+
 # Feeds to follow and import on a schedule:
 # [[sources]]
 # url = "https://example.org/feed.xml"

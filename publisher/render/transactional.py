@@ -114,6 +114,7 @@ def build_welcome(
     unsubscribe_url: str,
     message_id: str,
     clock: Clock | None = None,
+    bounce_token: str = "",
 ) -> bytes:
     """Return the note sent once, when a reader confirms their subscription."""
     template = notice_template(settings, WELCOME, language, clock=clock)
@@ -122,6 +123,7 @@ def build_welcome(
         name=name,
         message_id=message_id,
         urls={"preferences_url": preferences_url, "unsubscribe_url": unsubscribe_url},
+        bounce_token=bounce_token,
     )
 
 

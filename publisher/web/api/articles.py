@@ -64,7 +64,7 @@ class ArticleCreate(ArticleFields):
     """A new article; Markdown is rendered and sanitized exactly as `articles add` does."""
 
     title: Annotated[str, Field(min_length=1, max_length=500)]
-    body_markdown: Annotated[str, Field(min_length=1, max_length=1_000_000)]
+    body_markdown: Annotated[str, Field(min_length=1, max_length=500_000)]
     lang: Language | None = Field(None, description="Default: site.language.")
     tags: Annotated[list[Tag], Field(max_length=MAX_LIST_ITEMS)] = []
     status: ArticleStatus = ArticleStatus.PUBLISHED
@@ -78,7 +78,7 @@ class ArticleChange(ArticleFields):
     """Changes to an article; omitted fields stay as they are. The slug never changes."""
 
     title: Annotated[str, Field(min_length=1, max_length=500)] | None = None
-    body_markdown: Annotated[str, Field(min_length=1, max_length=1_000_000)] | None = None
+    body_markdown: Annotated[str, Field(min_length=1, max_length=500_000)] | None = None
     lang: Language | None = None
     tags: Annotated[list[Tag], Field(max_length=MAX_LIST_ITEMS)] | None = None
     status: ArticleStatus | None = None

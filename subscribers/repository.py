@@ -281,6 +281,45 @@ def advance_last_digest() -> sa.Update:
     )
 
 
+async def active_counts(session: AsyncSession) -> list[tuple[str, str, int]]:
+    """Count active subscribers per (frequency, stored time zone)."""
+    rows = await session.execute(
+        sa.select(Subscriber.frequency, Subscriber.timezone, sa.func.count())
+        .where(Subscriber.status == ACTIVE)
+        .group_by(Subscriber.frequency, Subscriber.timezone)
+    )
+    return [(frequency, zone, int(count)) for frequency, zone, count in rows.tuples()]
+
+
+async def any_due(
+    session: AsyncSession,
+    *,
+    frequency: str,
+    timezones: Iterable[str],
+    joined_before: datetime,
+    newest: datetime,
+    never_sent_too: bool,
+    excluded: sa.Select[Any],
+) -> bool:
+    """Tell whether an active reader of these stored zones, who joined in time, is not
+    among ``excluded`` (a select of subscriber ids) and had a last digest before
+    ``newest`` (or, with ``never_sent_too``, none yet)."""
+    window_holds_news = Subscriber.last_digest_at < newest
+    if never_sent_too:
+        window_holds_news = sa.or_(window_holds_news, Subscriber.last_digest_at.is_(None))
+    found = await session.scalar(
+        sa.select(Subscriber.id)
+        .where(Subscriber.status == ACTIVE)
+        .where(Subscriber.frequency == frequency)
+        .where(Subscriber.timezone.in_(sorted(timezones)))
+        .where(Subscriber.created_at < joined_before)
+        .where(window_holds_news)
+        .where(Subscriber.id.not_in(excluded))
+        .limit(1)
+    )
+    return found is not None
+
+
 # --- Keyset pages for the API and the editors' app (no COUNT, index order) ---
 
 #: One character above every other: ``prefix + _TOP`` bounds the addresses starting with prefix.
@@ -339,7 +378,8 @@ async def _page(
     if wanted.topic is not None:
         # Topics are slugs ([a-z0-9-]) stored as a JSON list of strings: the quoted slug
         # matches exactly one element, on SQLite and PostgreSQL alike.
-        topic = prefs.topic_slug(wanted.topic)
+        slugs = prefs.topics([wanted.topic])
+        topic = slugs[0] if slugs else "-"  # a blank topic matches no reader
         query = query.where(sa.cast(Subscriber.topics, sa.Text).like(f'%"{topic}"%'))
     if wanted.email_prefix is not None:
         prefix = wanted.email_prefix.strip().lower()

@@ -8,7 +8,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from publisher.content.models import DRAFT, PUBLISHED, Article, ArticleTag, UTCDateTime
+from publisher.columns import UTCDateTime
+from publisher.content.models import DRAFT, PUBLISHED, Article, ArticleTag
 
 #: Where a page ends: (published_at, id); undated drafts have published_at None.
 ArticleKey = tuple[datetime | None, int]

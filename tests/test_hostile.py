@@ -425,11 +425,11 @@ async def test_a_bad_source_does_not_stop_the_next(site_dir: Path, tmp_path: Pat
 
 
 async def test_bidi_controls_are_stripped_from_titles(site: Site) -> None:
-    assert clean_line("Invoice \u202egpj.exe\u202c \u2066x\u2069") == "Invoice gpj.exe x"
+    assert clean_line("Invoice \u202egpj.exe\u202c \u2066x\u2069\u200f") == "Invoice gpj.exe x"
     await store(site, slug="bidi", title="Tagihan \u202egpj.exe", author="A\u202eB")
     for path in ("/feed.xml", "/atom.xml", "/feed.json"):
         body = (await feed(site, path)).decode()
-        for control in ("\u202e", "\u202c", "\u2066"):
+        for control in ("\u202e", "\u202c", "\u2066", "\u200f"):
             assert control not in body, (path, control)
 
 

@@ -8,7 +8,6 @@ from urllib.parse import urljoin, urlsplit
 
 import nh3
 
-from publisher.content.bidi import strip_bidi_controls
 from publisher.errors import InputError
 
 ALLOWED_TAGS = {
@@ -90,6 +89,10 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\u
 _BLOCK_END = re.compile(r"</(p|div|h[1-6]|li|blockquote|figcaption|tr|pre)>|<br\s*/?>", re.I)
 _FIRST_PARAGRAPH = re.compile(r"<p(?:\s[^>]*)?>(.*?)</p>", re.I | re.S)
 _SPACE = re.compile(r"[ \t\r\f\v]+")
+# Bidi embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069) and the marks
+# (U+200E, U+200F, U+061C) let a title display other than it reads ("gpj.exe"); one-line
+# fields never need them, the bidi algorithm orders plain text well enough.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 #: The sanitizer's work grows with the square of the nesting depth (40,000 nested
 #: <div> took 17 s), so deeper markup is refused before it gets there.
@@ -115,9 +118,9 @@ def strip_controls(text: str) -> str:
 def clean_line(text: str) -> str:
     """Make a one-line plain-text field (title, author, caption, Subject).
 
-    No controls, no bidi embeddings, overrides or isolates, no line breaks.
+    No controls, no bidi overrides or marks, no line breaks.
     """
-    return " ".join(strip_bidi_controls(strip_controls(text)).split())
+    return " ".join(_BIDI.sub("", strip_controls(text)).split())
 
 
 def nesting_depth(fragment: str, limit: int = MAX_HTML_DEPTH) -> int:

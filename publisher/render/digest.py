@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from publisher.config import Settings
 from publisher.content.models import Article
 from publisher.content.sanitize import clean_line
+from publisher.planning import archive_path
 from publisher.render import plaintext
 from publisher.render.i18n import choose_language, long_date, translations
 from publisher.render.mjml import compile_mjml
@@ -60,8 +61,10 @@ class Digest:
     tz: ZoneInfo
     more_count: int = 0
     frequency: str = "daily"
-    #: "View in browser" / "more on our website" target; the site's home page when empty.
+    #: "More on our website" target; the site's home page when empty.
     web_url: str = ""
+    #: The reader-neutral web version (the archive page): no reader slots, no reader links.
+    public: bool = False
 
 
 @dataclass(frozen=True)
@@ -289,6 +292,7 @@ def _context(
         subject = site_title
     subject = _truncate(subject, 200)
     frequency = _("daily") if digest.frequency == "daily" else _("weekly")
+    base = settings.site.base_url
     preheader = lead.summary if lead is not None else ""
     return {
         "language": digest.language,
@@ -311,10 +315,17 @@ def _context(
         "rest": views[1:],
         "more_count": more_count,
         "compacted": sum(1 for view in views if view.compact),
+        "public": digest.public,
+        "public_note": _("This is the web version of the %(frequency)s digest of %(site)s.")
+        % {"frequency": frequency, "site": site_title},
         "links": {
             "unsubscribe": tokens["unsubscribe_url"],
             "preferences": tokens["preferences_url"],
-            "web": digest.web_url or settings.site.base_url + "/",
+            "web": digest.web_url or base + "/",
+            # "View in browser": this edition's page in the public archive.
+            "archive": f"{base}{archive_path(digest.edition_key, digest.language)}",
+            "subscribe": f"{base}/subscribe",
+            "digests": f"{base}/digests/",
         },
         "labels": {
             "read_more": _("Read more"),
@@ -329,5 +340,7 @@ def _context(
             )
             % {"num": more_count},
             "full": _("Read the full digest on our website"),
+            "subscribe": _("Subscribe"),
+            "digests": _("Past digests"),
         },
     }

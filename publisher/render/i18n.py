@@ -9,7 +9,7 @@ from datetime import date, datetime, tzinfo
 from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
-from babel.core import get_locale_identifier, parse_locale
+from babel.core import get_locale_identifier, negotiate_locale, parse_locale
 from babel.dates import format_date, format_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import PoFileError, read_po
@@ -56,6 +56,54 @@ def choose_language(*candidates: str, domain: str = "email", user_dir: Path | No
         if language and language in shipped:
             return language
     return "en"
+
+
+#: An Accept-Language header longer than this, or with more entries, is cut (hostile input).
+MAX_ACCEPT_LANGUAGE = 400
+MAX_ACCEPT_ENTRIES = 16
+_WEIGHT = re.compile(r"q=(0(?:\.\d{0,3})?|1(?:\.0{0,3})?)")
+
+
+def accepted_languages(header: str) -> list[str]:
+    """Return an Accept-Language header's language tags, most wanted first (q=0 dropped).
+
+    Weights decide the order; equal weights keep the header's order (RFC 9110 12.5.4).
+    """
+    weighted: list[tuple[float, int, str]] = []
+    for index, part in enumerate(header[:MAX_ACCEPT_LANGUAGE].split(",")[:MAX_ACCEPT_ENTRIES]):
+        tag, _, params = part.strip().partition(";")
+        tag = tag.strip()
+        if not tag or (tag != "*" and not _TAG.fullmatch(tag)):
+            continue
+        weight = 1.0
+        if params:
+            found = _WEIGHT.fullmatch(params.strip().replace(" ", ""))
+            if found is None:
+                continue  # a malformed weight: ignore the entry rather than guess
+            weight = float(found[1])
+        if weight > 0:
+            weighted.append((-weight, index, tag))
+    return [tag for _, _, tag in sorted(weighted)]
+
+
+def negotiate_language(
+    header: str, default: str, domain: str = "web", user_dir: Path | None = None
+) -> str:
+    """Pick the shipped language the Accept-Language ``header`` prefers, else ``default``.
+
+    Babel's negotiation matches "id-ID" to "id" and "en-GB" to "en"; "*" means the default.
+    """
+    shipped = available_languages(domain, user_dir)
+    for tag in accepted_languages(header):
+        if tag == "*":
+            return default
+        found = negotiate_locale([tag.replace("-", "_")], shipped, sep="_")
+        if found is None:
+            # Babel matches whole tags; a regional tag ("en-GB") falls back to its language.
+            found = negotiate_locale([normalize_language(tag)], shipped, sep="_")
+        if found is not None:
+            return found
+    return default
 
 
 def translations(language: str, domain: str, user_dir: Path | None = None) -> Translations:

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from publisher.content.store import ArticleStore
 from publisher.db import transaction
-from publisher.render.i18n import choose_language, translations
+from publisher.render.i18n import choose_language, negotiate_language, translations
 from publisher.site import Site
 from publisher.web.templating import render_page
 from subscribers import consent, repository
@@ -110,18 +110,14 @@ async def drain(app: Any) -> None:
         await found.drain()
 
 
-def _accept_languages(request: Request) -> list[str]:
-    header = request.headers.get("accept-language", "")[:200]
-    return [part.split(";", 1)[0].strip() for part in header.split(",") if part.strip()][:8]
-
-
 def page_language(request: Request, *preferred: str) -> str:
-    """Pick the page language: ?lang=, the reader's own, Accept-Language, then the site's."""
+    """Pick the page language: ?lang=, the reader's own, Accept-Language (weighted), the site's."""
     site: Site = request.app.state.site
+    accepted = negotiate_language(request.headers.get("accept-language", ""), "", domain="web")
     return choose_language(
         request.query_params.get("lang", "")[:20],
         *preferred,
-        *_accept_languages(request),
+        accepted,
         site.settings.site.language,
         domain="web",
     )
@@ -374,6 +370,12 @@ async def subscribe_form(request: Request) -> Response:
     values = await _form(request)
     if values is None:
         return _subscribe_form(request, language, status_code=413)
+    if values.get("step") == "start" and "csrf" not in values:
+        # The short form on every page (or one embedded on another site): show the full
+        # form prefilled; it carries the CSRF token, so nothing is subscribed yet.
+        language = page_language(request, values.get("page_language", "")[:20])
+        prefill = {"email": values.get("email", "")[:320]}
+        return _subscribe_form(request, language, values=prefill)
     if not _check_csrf(request, values):
         message = _gettext(language)("This form has expired. Please try again.")
         return _subscribe_form(request, language, values=values, errors=[message], status_code=400)

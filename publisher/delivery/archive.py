@@ -19,6 +19,8 @@ from publisher.delivery.models import SENT, Edition, EditionVariant, OutboxRow
 from publisher.planning import edition_slug, period_key_of
 
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+#: The sitemap and the archive feeds list at most this many editions.
+MAX_LISTED = 5000
 
 
 @dataclass(frozen=True)
@@ -156,3 +158,17 @@ async def archived_digest(
         more_count=more + extra,
         variant_ids=tuple(v.id for v in variants),
     )
+
+
+async def state(session: AsyncSession) -> str:
+    """Return a short token that changes whenever the archive gains an edition or a language."""
+    subquery = _sent_variants().subquery()
+    count, newest = (
+        await session.execute(sa.select(sa.func.count(), sa.func.max(subquery.c.id)))
+    ).one()
+    return f"{count}.{newest or 0}"
+
+
+async def every_digest(session: AsyncSession) -> list[ArchivedEdition]:
+    """Return every sent edition, newest first (sitemap and feeds; one row per edition)."""
+    return await sent_editions(session, 0, MAX_LISTED)

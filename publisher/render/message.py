@@ -261,6 +261,8 @@ class MessageTemplate:
             head.append(header("List-Id", list_id))
             head.append(hole("List-Unsubscribe"))
             head.append(header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+            # RFC 2369: the public archive of sent digests (web versions, no reader data).
+            head.append(header("List-Archive", f"<{settings.site.base_url}/digests/>"))
         head.append(header("MIME-Version", "1.0"))
         head.append(header("Content-Language", language))
         head.append(header("Content-Type", f'multipart/alternative;\r\n boundary="{boundary}"'))

@@ -139,6 +139,7 @@ class MailSettings(_Section):
     dkim_key_file: Path | None = None
     postal_address: str = ""
     unsubscribe_mailto: str = ""
+    unsubscribe_notice: bool = False
     soft_bounce_limit: int = Field(3, ge=1)
     soft_bounce_window: Duration = timedelta(days=30)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.message
 from collections import Counter
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from publisher.db import transaction
 from publisher.errors import UsageError
 from publisher.site import Site
 from subscribers import bounces as bounce_reports
+from subscribers import mailunsubscribe
+from subscribers.tokens import Tokens
 
 
 @click.group("bounces")
@@ -37,8 +40,20 @@ def process(cli: CliContext, path: Path) -> None:
                 totals["messages"] += 1
                 failures = bounce_reports.classify(message)
                 if not failures:
-                    totals["unrecognized"] += 1
-                    console.print(f"skipped   {label}: not a bounce or complaint", markup=False)
+                    request = await unsubscribe_request(site, message)
+                    if request is None:
+                        totals["unrecognized"] += 1
+                        console.print(f"skipped   {label}: not a bounce or complaint", markup=False)
+                    elif request.valid:
+                        totals["unsubscribed"] += 1
+                        state = "unsubscribed" if request.changed else "already unsubscribed"
+                        console.print(f"mail      {request.email}  {state}", markup=False)
+                    else:
+                        totals["forged"] += 1
+                        console.print(
+                            f"ignored   {label}: unsubscribe request with an invalid token",
+                            markup=False,
+                        )
                     continue
                 # One transaction per report: a crash never records half a message.
                 async with transaction(site.engine) as session:
@@ -70,9 +85,29 @@ def process(cli: CliContext, path: Path) -> None:
     console.print(
         f"{totals['messages']} messages: {totals['hard']} hard, {totals['soft']} soft, "
         f"{totals['complaint']} complaints, {totals['suppressed']} suppressed, "
-        f"{totals['duplicate']} already recorded, {totals['unrecognized']} unrecognized",
+        f"{totals['duplicate']} already recorded, {totals['unrecognized']} unrecognized, "
+        f"{totals['unsubscribed']} unsubscribed by mail, {totals['forged']} invalid requests",
         markup=False,
     )
+
+
+async def unsubscribe_request(
+    site: Site, message: email.message.Message
+) -> mailunsubscribe.MailRequest | None:
+    """Handle a reader's mail to the List-Unsubscribe address (None when it is not one)."""
+    address = site.settings.mail.unsubscribe_mailto.removeprefix("mailto:").split("?", 1)[0]
+    local_part = address.rpartition("@")[0].split("+", 1)[0]
+    tokens = Tokens(site.settings.web.secret_key)
+    async with transaction(site.engine) as session:
+        request = await mailunsubscribe.handle_mail(
+            session, tokens, message, local_part, site.clock.now()
+        )
+    if request is not None and request.changed and site.settings.mail.unsubscribe_notice:
+        from publisher.web.subscription import send_subscription_mail
+
+        assert request.subscriber_id is not None
+        await send_subscription_mail(site, "unsubscribed", request.subscriber_id)
+    return request
 
 
 COMMANDS = [bounces]

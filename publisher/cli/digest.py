@@ -44,6 +44,7 @@ class PreviewReader:
     preferences_url: str
     topics: tuple[str, ...] = ()
     last_digest_at: datetime | None = None
+    mail_token: str = ""
 
 
 @dataclass
@@ -107,9 +108,11 @@ async def _reader(site: Site, email: str | None, language: str | None) -> Previe
         tokens = Tokens(settings.web.secret_key)
         unsubscribe = f"{base}/unsubscribe/{tokens.unsubscribe(subscriber.id)}"
         preferences = f"{base}/preferences/{tokens.preferences(subscriber.id)}"
+        mail_token = tokens.mail_unsubscribe(subscriber.id)
     except TokenError:
         # Without a usable web.secret_key there are no real links; show where they go.
         unsubscribe, preferences = f"{base}/unsubscribe/preview", f"{base}/preferences/preview"
+        mail_token = ""
     return PreviewReader(
         email=subscriber.email,
         name=subscriber.name,
@@ -120,6 +123,7 @@ async def _reader(site: Site, email: str | None, language: str | None) -> Previe
         preferences_url=preferences,
         topics=tuple(subscriber.topics or ()),
         last_digest_at=subscriber.last_digest_at,
+        mail_token=mail_token,
     )
 
 
@@ -181,6 +185,7 @@ async def write_preview(
         preferences_url=reader.preferences_url,
         message_id=f"<preview.{edition_key.replace(':', '.')}@{host}>",
         language=compiled.language,
+        mail_token=reader.mail_token,
     )
     message = build_digest_template(site.settings, compiled, clock=site.clock).personalize(
         recipient

@@ -60,6 +60,8 @@ postal_address = ""
 # dkim_key_file = "dkim.key"
 # timeout = "30s"
 # unsubscribe_mailto = "unsubscribe@example.org"
+# Email a notice after someone unsubscribes (off: they asked for no more email):
+# unsubscribe_notice = false
 # Suppress an address after this many soft bounces within the window:
 # soft_bounce_limit = 3
 # soft_bounce_window = "30d"

@@ -91,5 +91,6 @@ class Composer:
                 preferences_url=f"{self.base_url}/preferences/{self.tokens.preferences(subscriber)}",
                 message_id=job.message_id,
                 language=template.language,
+                mail_token=self.tokens.mail_unsubscribe(subscriber),
             )
         )

@@ -529,7 +529,9 @@ async def unsubscribe(request: Request, token: str) -> Response:
         if current is None:
             return bad_link(request)
         changed = await consent.unsubscribe(session, current, site.clock.now(), detail="web")
-    if changed:
+    # Someone who asked for no more email gets none: the page is the confirmation,
+    # unless the operator turned the notice on (mail.unsubscribe_notice).
+    if changed and site.settings.mail.unsubscribe_notice:
         state_of(request).spawn(_unsubscribed_job(site, subscriber.id))
     language = page_language(request, subscriber.language)
     return _page(request, "unsubscribed.html", language, {})

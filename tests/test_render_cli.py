@@ -98,8 +98,9 @@ async def test_preview_for_a_subscriber(site: Site, tmp_path: Path) -> None:
     assert "Hello, Dédé!" in text
     # Real signed links from the subscriber package, not placeholders.
     assert "/unsubscribe/preview" not in text
-    # Jayapura (UTC+9) is already on 25 November at 00:00 UTC.
-    assert "Wednesday, November 25, 2026" in text
+    # Jayapura (UTC+9) is at 09:00 on 25 November at 00:00 UTC: its 07:00 digest has
+    # gone, so the preview is the next one, of 26 November.
+    assert "Thursday, November 26, 2026" in text
 
 
 def test_preview_command_prints_paths(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 import sqlalchemy as sa
 
+from publisher import planning
 from publisher.cli.context import CliContext, console, err_console, pass_cli, run
 from publisher.content.models import Article
 from publisher.db import transaction
@@ -64,12 +65,19 @@ async def next_digest(
     language: str | None = None,
     topics: Sequence[str] = (),
     last_digest_at: datetime | None = None,
+    send_at: datetime | None = None,
 ) -> NextDigest:
-    """Choose articles exactly as delivery would for this reader at the clock's now."""
+    """Choose articles as delivery would at ``send_at`` (default now), from what is out now."""
     now = site.clock.now()
     language = language or site.settings.site.language
     plan = await plan_next(
-        site, frequency, now, language=language, topics=list(topics), last_digest_at=last_digest_at
+        site,
+        frequency,
+        now,
+        language=language,
+        topics=list(topics),
+        last_digest_at=last_digest_at,
+        send_at=send_at,
     )
     if plan is not None:
         ids, more, sample = list(plan.article_ids), plan.more_count, False
@@ -151,17 +159,23 @@ async def write_preview(
         zone = ZoneInfo(reader.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         zone = site.settings.tz
+    # The reader's next digest: today's until today's send time, then the next one.
+    schedule = planning.Schedule(site.settings.digest.send_time, site.settings.digest.weekly_day)
+    frequency = reader.frequency if reader.frequency in planning.FREQUENCIES else planning.DAILY
+    # At the send instant itself, the digest going out now is the next one.
+    just_before = site.clock.now() - timedelta(microseconds=1)
+    local_date, send_at = planning.next_send(frequency, just_before, zone, schedule)
     chosen = await next_digest(
         site,
         frequency=reader.frequency,
         language=reader.language,
         topics=reader.topics,
         last_digest_at=reader.last_digest_at,
+        send_at=send_at,
     )
     articles, more = chosen.articles, chosen.more_count
     if not articles:
         raise NotFoundError("no published articles: nothing to preview (add some first)")
-    local_date = site.clock.now().astimezone(zone).date()
     edition_key = f"{reader.frequency}:{local_date.isoformat()}"
     compiled = render_digest(
         site.settings,

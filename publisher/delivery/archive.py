@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from publisher.content.models import PUBLISHED, Article
 from publisher.delivery.models import SENT, Edition, EditionVariant, OutboxRow
-from publisher.planning import edition_slug, period_key_of
+from publisher.planning import WEEKLY, edition_slug, period_key_of
 
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 #: The sitemap and the archive feeds list at most this many editions.
@@ -28,7 +29,9 @@ class ArchivedEdition:
     """One sent edition as the archive lists it."""
 
     slug: str
+    period_key: str
     frequency: str
+    #: The date the digest shows (see sent_on).
     local_date: date
     languages: tuple[str, ...]
     sent_at: datetime
@@ -44,6 +47,18 @@ class ArchivedDigest:
     more_count: int
     #: The variants shown: a new variant sent later in the day changes the page.
     variant_ids: tuple[int, ...]
+
+
+def sent_on(edition: Edition, tz: ZoneInfo) -> date:
+    """Return the date a digest shows: its day, or the day a late weekly digest went out.
+
+    A weekly edition is keyed by its week's digest day; sent on another day of that week
+    (``digest send --frequency weekly`` on a Tuesday), it is dated the day it was sent.
+    """
+    keyed = date.fromisoformat(edition.local_date)
+    if edition.frequency != WEEKLY:
+        return keyed
+    return max(keyed, edition.created_at.astimezone(tz).date())
 
 
 def _sent_variants() -> sa.Select[tuple[int, int, str]]:
@@ -76,7 +91,9 @@ async def count_sent(session: AsyncSession) -> int:
     return int(await session.scalar(sa.select(sa.func.count()).select_from(subquery)) or 0)
 
 
-async def sent_editions(session: AsyncSession, offset: int, limit: int) -> list[ArchivedEdition]:
+async def sent_editions(
+    session: AsyncSession, offset: int, limit: int, tz: ZoneInfo
+) -> list[ArchivedEdition]:
     """Return sent editions, newest first, with the languages they went out in."""
     editions = list(
         await session.scalars(
@@ -94,21 +111,22 @@ async def sent_editions(session: AsyncSession, offset: int, limit: int) -> list[
     languages: dict[int, set[str]] = {}
     for edition_id, _variant_id, language in rows:
         languages.setdefault(edition_id, set()).add(language)
-    return [_archived(e, languages.get(e.id, set())) for e in editions]
+    return [_archived(e, languages.get(e.id, set()), tz) for e in editions]
 
 
-def _archived(edition: Edition, languages: set[str]) -> ArchivedEdition:
+def _archived(edition: Edition, languages: set[str], tz: ZoneInfo) -> ArchivedEdition:
     return ArchivedEdition(
         slug=edition_slug(edition.period_key),
+        period_key=edition.period_key,
         frequency=edition.frequency,
-        local_date=date.fromisoformat(edition.local_date),
+        local_date=sent_on(edition, tz),
         languages=tuple(sorted(languages)),
         sent_at=edition.finished_at or edition.created_at,
     )
 
 
 async def archived_digest(
-    session: AsyncSession, slug: str, language: str, max_articles: int
+    session: AsyncSession, slug: str, language: str, max_articles: int, tz: ZoneInfo
 ) -> ArchivedDigest | None:
     """Return the digest of an edition in ``language`` as sent, or None when not public."""
     key = period_key_of(slug)
@@ -152,7 +170,7 @@ async def archived_digest(
         return None
     extra = max(0, len(articles) - max_articles)
     return ArchivedDigest(
-        edition=_archived(edition, languages),
+        edition=_archived(edition, languages, tz),
         language=language,
         articles=articles[:max_articles],
         more_count=more + extra,
@@ -169,6 +187,6 @@ async def state(session: AsyncSession) -> str:
     return f"{count}.{newest or 0}"
 
 
-async def every_digest(session: AsyncSession) -> list[ArchivedEdition]:
+async def every_digest(session: AsyncSession, tz: ZoneInfo) -> list[ArchivedEdition]:
     """Return every sent edition, newest first (sitemap and feeds; one row per edition)."""
-    return await sent_editions(session, 0, MAX_LISTED)
+    return await sent_editions(session, 0, MAX_LISTED, tz)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date
 
 import sqlalchemy as sa
 
 from publisher.content.models import PUBLISHED, Article
 from publisher.db import transaction
+from publisher.delivery.archive import sent_on
 from publisher.delivery.models import Edition, EditionVariant
 from publisher.delivery.outbox import Job
 from publisher.errors import ConfigError
@@ -71,7 +71,7 @@ class Composer:
             articles=articles,
             language=variant.language,
             edition_key=edition.period_key,
-            edition_date=date.fromisoformat(edition.local_date),
+            edition_date=sent_on(edition, self.site.settings.tz),
             tz=self.site.settings.tz,
             more_count=variant.more_count,
             frequency=edition.frequency,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -47,6 +48,7 @@ COLORS = {
     "dark_text": "#e8e8e6",
     "dark_muted": "#a9abb0",
     "dark_link": "#8ab4f8",
+    "dark_rule": "#3c3d40",
 }
 
 
@@ -153,6 +155,23 @@ def _truncate(text: str, limit: int) -> str:
     return (cut if len(cut) > limit // 2 else text[:limit]).rstrip(" ,.;:") + "…"
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“(])")
+
+
+def alt_text(caption: str, title: str) -> str:
+    """Return an image's alt text: what it shows, never a copy of the caption shown below it.
+
+    The caption's first sentence when the caption has more than one, else the title;
+    empty (a decorative image) when even the title is the caption word for word.
+    """
+    first = _SENTENCE_END.split(caption, maxsplit=1)[0].strip() if caption else ""
+    if first and first != caption:
+        return _truncate(first, 250)
+    if title and title != caption:
+        return _truncate(title, 250)
+    return ""
+
+
 def _image(article: Article) -> ImageView | None:
     if not article.image_url:
         return None
@@ -168,7 +187,7 @@ def _image(article: Article) -> ImageView | None:
         url=article.image_url,
         width=width,
         height=height,
-        alt=_truncate(caption or clean_line(article.title or ""), 250),
+        alt=alt_text(caption, clean_line(article.title or "")),
         caption=caption,
         credit=clean_line(article.image_credit or ""),
     )

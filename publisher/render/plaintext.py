@@ -47,7 +47,8 @@ def digest_text(context: Mapping[str, Any]) -> str:
     labels = context["labels"]
     links = Links()
     site = context["site"]
-    lines: list[str] = [site["title"].upper(), context["date_line"], ""]
+    # The masthead's link, as in the HTML part: both parts carry the same links.
+    lines: list[str] = [site["title"].upper(), site["url"], context["date_line"], ""]
     if not context["public"]:
         lines += [context["greeting"], ""]
     lines += wrap(context["intro"])
@@ -93,7 +94,7 @@ def digest_text(context: Mapping[str, Any]) -> str:
 def notice_text(context: Mapping[str, Any]) -> str:
     """Render a one-off notice's text part from its template context."""
     site = context["site"]
-    lines: list[str] = [site["title"].upper(), "", context["greeting"], ""]
+    lines: list[str] = [site["title"].upper(), site["url"], "", context["greeting"], ""]
     for index, paragraph in enumerate(context["paragraphs"]):
         lines += wrap(paragraph)
         if index == 0 and context["show_email"]:

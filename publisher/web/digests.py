@@ -90,13 +90,16 @@ async def index(request: Request) -> Response:
         pages = max(1, -(-total // PAGE_SIZE))
         if number > pages:
             return None
-        editions = await archive.sent_editions(session, (number - 1) * PAGE_SIZE, PAGE_SIZE)
+        editions = await archive.sent_editions(
+            session, (number - 1) * PAGE_SIZE, PAGE_SIZE, settings.tz
+        )
         language = settings.site.language
         base = settings.site.base_url
         rows = [
             {
                 "title": edition_title(settings, edition, language),
                 "date": edition.local_date.isoformat(),
+                "slug": edition.slug,
                 "links": [
                     (code, f"{base}{archive_path(_key(edition), code)}")
                     for code in edition.languages
@@ -118,7 +121,7 @@ async def index(request: Request) -> Response:
 
 
 def _key(edition: ArchivedEdition) -> str:
-    return f"{edition.frequency}:{edition.local_date.isoformat()}"
+    return edition.period_key
 
 
 def web_version(settings: Settings, found: ArchivedDigest) -> str:
@@ -149,7 +152,9 @@ async def edition_page(request: Request) -> Response:
     settings = site.settings
 
     async def build(session: AsyncSession) -> Built:
-        found = await archive.archived_digest(session, slug, language, settings.digest.max_articles)
+        found = await archive.archived_digest(
+            session, slug, language, settings.digest.max_articles, settings.tz
+        )
         if found is None:
             return None
         html = await asyncio.to_thread(web_version, settings, found)
@@ -165,7 +170,7 @@ async def feed(request: Request) -> Response:
     settings = site.settings
 
     async def build(session: AsyncSession) -> Built:
-        editions = await archive.sent_editions(session, 0, FEED_ITEMS)
+        editions = await archive.sent_editions(session, 0, FEED_ITEMS, settings.tz)
         body = archive_feed(settings, editions, kind)
         modified = max((e.sent_at for e in editions), default=EPOCH)
         return body, MEDIA_TYPES[kind], modified

@@ -68,10 +68,9 @@ async def sitemap_document(session: AsyncSession, settings: Settings) -> tuple[b
     entries += [(f"{base}/archive/{month}", None) for month in sorted(months, reverse=True)]
     entries += [(f"{base}/tags/{tag}", None) for tag, _count in await store.tags()]
     entries += [(f"{base}/authors/{slug}", None) for slug, _name in await store.authors()]
-    for edition in await archive.every_digest(session):
-        key = f"{edition.frequency}:{edition.local_date.isoformat()}"
+    for edition in await archive.every_digest(session, settings.tz):
         for language in edition.languages:
-            entries.append((f"{base}{archive_path(key, language)}", edition.sent_at))
+            entries.append((f"{base}{archive_path(edition.period_key, language)}", edition.sent_at))
             newest = max(newest, edition.sent_at)
     root = ET.Element("urlset", xmlns=SITEMAP_NS)
     for location, modified in entries[:SITEMAP_LIMIT]:

@@ -98,7 +98,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[st
             except OSError:
                 return False
 
-        _wait_for(healthy, "publisher serve")
+        _wait_for(healthy, "publisher serve", timeout=90)  # a loaded machine starts slowly
         yield base, config, mail_dir
     finally:
         for process in (server, sink):

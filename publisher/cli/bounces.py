@@ -1,4 +1,4 @@
-"""`publisher bounces process`: read DSNs and complaint reports and suppress addresses."""
+"""`publisher bounces process`: read DSNs and complaint reports and suppress readers."""
 
 from __future__ import annotations
 
@@ -11,10 +11,15 @@ import click
 from publisher.cli.context import CliContext, console, pass_cli, run
 from publisher.cli.subscribers import converted_errors
 from publisher.db import transaction
+from publisher.delivery import notices
+from publisher.delivery.compose import return_paths
+from publisher.delivery.models import MailKind
 from publisher.errors import UsageError
 from publisher.site import Site
 from subscribers import bounces as bounce_reports
 from subscribers import mailunsubscribe
+from subscribers.bounces import Verdict, printable
+from subscribers.errors import MalformedReport
 from subscribers.tokens import Tokens
 
 
@@ -32,53 +37,73 @@ def process(cli: CliContext, path: Path) -> None:
         raise UsageError(f"{path}: no such file or folder")
     site = cli.site()
     mail = site.settings.mail
+    paths = return_paths(site.settings)
+
+    def say(line: str) -> None:
+        # Everything after the label comes from the report's author: printable() it.
+        console.print(line, markup=False)
 
     async def work(site: Site) -> Counter[str]:
         totals: Counter[str] = Counter()
         with converted_errors():
-            for label, message in bounce_reports.read_messages(path):
+            for raw in bounce_reports.read_mailbox(path):
                 totals["messages"] += 1
-                failures = bounce_reports.classify(message)
-                if not failures:
+                label = printable(raw.label, 500)
+                if raw.error is not None:
+                    totals["malformed"] += 1
+                    say(f"malformed {label}: {raw.error}")
+                    continue
+                # One message's trouble is logged with its key; the rest go on.
+                try:
+                    report = bounce_reports.examine(raw.data, paths)
+                except MalformedReport as exc:
+                    totals["malformed"] += 1
+                    say(f"malformed {label}: {printable(exc, 300)}")
+                    continue
+                if report.verdict == Verdict.NOT_A_REPORT:
+                    # A reader's mail to the List-Unsubscribe mailto shares the mailbox.
+                    message = bounce_reports.parse_message(raw.data)
                     request = await unsubscribe_request(site, message)
                     if request is None:
                         totals["unrecognized"] += 1
-                        console.print(f"skipped   {label}: not a bounce or complaint", markup=False)
+                        say(f"skipped   {label}: not a bounce or complaint")
                     elif request.valid:
                         totals["unsubscribed"] += 1
                         state = "unsubscribed" if request.changed else "already unsubscribed"
-                        console.print(f"mail      {request.email}  {state}", markup=False)
+                        say(f"mail      {printable(request.email, 320)}  {state}")
                     else:
                         totals["forged"] += 1
-                        console.print(
-                            f"ignored   {label}: unsubscribe request with an invalid token",
-                            markup=False,
-                        )
+                        say(f"ignored   {label}: unsubscribe request with an invalid token")
                     continue
+                if report.verdict == Verdict.UNVERIFIED or report.subscriber_id is None:
+                    totals["ignored"] += 1
+                    say(f"ignored   {label}: {report.why}")
+                    continue
+                assert report.kind is not None
                 # One transaction per report: a crash never records half a message.
                 async with transaction(site.engine) as session:
-                    for failure in failures:
-                        outcome = await bounce_reports.record_bounce(
-                            session,
-                            failure.email,
-                            failure.kind,
-                            failure.detail,
-                            site.clock.now(),
-                            mail.soft_bounce_limit,
-                            mail.soft_bounce_window,
-                            report_id=failure.report_id,
-                        )
-                        if outcome.duplicate:
-                            totals["duplicate"] += 1
-                            state = "already recorded"
-                        else:
-                            totals[failure.kind] += 1
-                            totals["suppressed"] += outcome.suppressed
-                            state = "suppressed" if outcome.suppressed else "counted"
-                        console.print(
-                            f"{failure.kind:9} {failure.email}  {state}  ({failure.detail})",
-                            markup=False,
-                        )
+                    outcome = await bounce_reports.record_verified(
+                        session,
+                        report.subscriber_id,
+                        report.kind,
+                        report.detail,
+                        site.clock.now(),
+                        mail.soft_bounce_limit,
+                        mail.soft_bounce_window,
+                        report_id=report.report_id,
+                    )
+                if outcome is None:
+                    totals["ignored"] += 1
+                    say(f"ignored   {label}: reader #{report.subscriber_id} no longer exists")
+                    continue
+                if outcome.duplicate:
+                    totals["duplicate"] += 1
+                    state = "already recorded"
+                else:
+                    totals[report.kind] += 1
+                    totals["suppressed"] += outcome.suppressed
+                    state = "suppressed" if outcome.suppressed else "counted"
+                say(f"{report.kind:9} {outcome.email}  {state}  ({printable(report.detail)})")
         return totals
 
     totals = run(site, work)
@@ -86,6 +111,8 @@ def process(cli: CliContext, path: Path) -> None:
         f"{totals['messages']} messages: {totals['hard']} hard, {totals['soft']} soft, "
         f"{totals['complaint']} complaints, {totals['suppressed']} suppressed, "
         f"{totals['duplicate']} already recorded, {totals['unrecognized']} unrecognized, "
+        f"{totals['ignored']} ignored (not answering mail we sent), "
+        f"{totals['malformed']} malformed, "
         f"{totals['unsubscribed']} unsubscribed by mail, {totals['forged']} invalid requests",
         markup=False,
     )
@@ -102,11 +129,10 @@ async def unsubscribe_request(
         request = await mailunsubscribe.handle_mail(
             session, tokens, message, local_part, site.clock.now()
         )
-    if request is not None and request.changed and site.settings.mail.unsubscribe_notice:
-        from publisher.web.subscription import send_subscription_mail
-
-        assert request.subscriber_id is not None
-        await send_subscription_mail(site, "unsubscribed", request.subscriber_id)
+        if request is not None and request.changed and site.settings.mail.unsubscribe_notice:
+            assert request.subscriber_id is not None
+            # Queued with the change; `serve` or a worker delivers it from the outbox.
+            await notices.queue(session, site, MailKind.UNSUBSCRIBED, request.subscriber_id)
     return request
 
 

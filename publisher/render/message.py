@@ -20,10 +20,12 @@ from urllib.parse import urlsplit
 
 from publisher.clock import Clock, SystemClock
 from publisher.config import Settings
+from publisher.content.bidi import strip_bidi_controls
 from publisher.content.sanitize import clean_line
 from publisher.errors import ConfigError, InputError
 from publisher.render.digest import CompiledDigest
 from publisher.render.dkim import SIGNED_HEADERS, DkimSigner, signer_from_settings
+from subscribers.verp import HEADER as BOUNCE_HEADER
 
 NAME_MAX = 100
 URL_MAX = 2000
@@ -35,6 +37,7 @@ _LOCAL = re.compile(r"[^\x00-\x20\x7f<>()\[\]\\,;:@\"]+")
 _DOMAIN = re.compile(r"[^\x00-\x20\x7f<>()\[\]\\,;:@\"]+")
 _MAIL_TOKEN = re.compile(r"[0-9]{1,18}-[a-z2-7]{16}")
 _URL = re.compile(r"https?://[!#-;=?-~]+")  # printable ASCII without space, quotes, < and >
+_BOUNCE_TOKEN = re.compile(r"[a-z0-9-]{1,100}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,8 @@ class Recipient:
     language: str = ""
     #: The reader's unsubscribe-by-mail token (Tokens.mail_unsubscribe); no mailto without it.
     mail_token: str = ""
+    #: The VERP token of this message (subscribers/verp.py), also in the envelope sender.
+    bounce_token: str = ""
 
 
 # --- header encoding -----------------------------------------------------------------
@@ -74,7 +79,7 @@ def _encoded_words(text: str) -> list[str]:
 
 def encode_phrase(text: str) -> str:
     """Encode a display name: as is, quoted, or as RFC 2047 words when it is not ASCII."""
-    text = clean_line(text)
+    text = strip_bidi_controls(clean_line(text))
     if not text:
         return ""
     if _ASCII_PHRASE.fullmatch(text) and len(text) <= 70:
@@ -86,7 +91,7 @@ def encode_phrase(text: str) -> str:
 
 def encode_unstructured(text: str, *, name_length: int) -> str:
     """Encode an unstructured value (Subject), folded under 78 columns."""
-    text = clean_line(text)
+    text = strip_bidi_controls(clean_line(text))
     if _PRINTABLE.fullmatch(text) and "=?" not in text:
         lines: list[str] = []
         line = ""
@@ -261,6 +266,9 @@ class MessageTemplate:
         head.append(hole("To"))
         head.append(header("Subject", encode_unstructured(subject, name_length=len("Subject"))))
         head.append(hole("Message-ID"))
+        # A whole-line hole: the header is there only when the message has a token.
+        self._keys.append(("L", BOUNCE_HEADER))
+        head.append(b"%b")
         if list_headers:
             head.append(header("List-Id", list_id))
             head.append(hole("List-Unsubscribe"))
@@ -278,6 +286,7 @@ class MessageTemplate:
         self._signed_headers: tuple[str, ...] = (
             *(h for h in SIGNED_HEADERS if list_headers or not h.startswith("List-")),
             *extra,
+            BOUNCE_HEADER,
             "MIME-Version",
             "Content-Type",
         )
@@ -310,6 +319,7 @@ class MessageTemplate:
                 "preferences_url": recipient.preferences_url,
             },
             mail_token=recipient.mail_token,
+            bounce_token=recipient.bounce_token,
         )
 
     def fill(
@@ -320,6 +330,7 @@ class MessageTemplate:
         message_id: str,
         urls: Mapping[str, str],
         mail_token: str = "",
+        bounce_token: str = "",
     ) -> bytes:
         """Return the message with every slot filled, escaped and encoded for its place."""
         name = clean_line(name)[:NAME_MAX]
@@ -331,6 +342,11 @@ class MessageTemplate:
             "To": to.encode("utf-8"),
             "Date": self._date(),
             "Message-ID": check_message_id(message_id).encode("ascii"),
+        }
+        if bounce_token and not _BOUNCE_TOKEN.fullmatch(bounce_token):
+            raise InputError(f"invalid bounce token: {bounce_token[:120]!r}")
+        lines = {
+            BOUNCE_HEADER: f"{BOUNCE_HEADER}: {bounce_token}\r\n".encode() if bounce_token else b""
         }
         if self.list_headers:
             unsubscribe = texts.get("unsubscribe_url", "")
@@ -347,6 +363,8 @@ class MessageTemplate:
                 where, slot = key
                 if where == "H":
                     value = headers[slot]
+                elif where == "L":
+                    value = lines[slot]
                 elif where == "h":
                     raw = html.escape(texts.get(slot, ""), quote=True).encode("utf-8")
                     value = qp_encode(raw, open_end=True)

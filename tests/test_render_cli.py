@@ -35,7 +35,8 @@ def _parse(path: Path) -> EmailMessage:
     return parsed
 
 
-@pytest.mark.parametrize(("language", "date_line"), [("id", "Rabu, "), ("en", "Wednesday, ")])
+# Indonesian writes dates without the weekday ("25 November 2026").
+@pytest.mark.parametrize(("language", "date_line"), [("id", ""), ("en", "Wednesday, ")])
 async def test_preview_writes_three_files(
     site: Site, tmp_path: Path, language: str, date_line: str
 ) -> None:

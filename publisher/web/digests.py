@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ from publisher.web.conditional import respond
 from publisher.web.templating import HTML_TYPE, PageRenderer
 
 PAGE_SIZE = 20
+_LANGUAGE = re.compile(r"[a-z]{2,3}")
 #: Editions the archive feeds carry.
 FEED_ITEMS = 50
 FEEDS: dict[str, Format] = {"feed.xml": "rss", "atom.xml": "atom"}
@@ -146,7 +148,8 @@ async def edition_page(request: Request) -> Response:
     """Show one edition's digest in one language, as sent."""
     slug = request.path_params["edition"]
     language = request.path_params["lang"]
-    if period_key_of(slug) is None:
+    # Checked before the cache: made-up paths must not crowd real pages out of it.
+    if period_key_of(slug) is None or not _LANGUAGE.fullmatch(language):
         raise HTTPException(404)
     site: Site = request.app.state.site
     settings = site.settings
@@ -160,7 +163,7 @@ async def edition_page(request: Request) -> Response:
         html = await asyncio.to_thread(web_version, settings, found)
         return html.encode("utf-8"), HTML_TYPE, found.edition.sent_at
 
-    return await _serve(request, f"/digests/{slug}/{language[:8]}", build)
+    return await _serve(request, f"/digests/{slug}/{language}", build)
 
 
 async def feed(request: Request) -> Response:

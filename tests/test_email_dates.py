@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import re
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
@@ -64,6 +65,12 @@ async def test_article_page_time_and_og_locale(site: Site) -> None:
             page = (await client.get("/articles/artikel-id-0")).text
             home = (await client.get("/")).text
     assert '<meta property="og:locale" content="id_ID">' in page
+    found = re.search(r'<script type="application/ld\+json">(.*?)</script>', page, re.S)
+    assert found is not None
+    data = json.loads(found[1])
+    assert data["@type"] == "NewsArticle"
+    assert data["headline"] == "Artikel 0: jalan baru di pesisir utara"
+    assert data["author"][0]["name"] == "Andi Saputra"
     assert '<meta property="og:locale" content="id_ID">' in home
     shown = re.search(r"<time [^>]*>([^<]+)</time>", page)
     assert shown is not None

@@ -140,6 +140,7 @@ class MailSettings(_Section):
     postal_address: str = ""
     unsubscribe_mailto: str = ""
     return_path: str = ""
+    unsubscribe_notice: bool = False
     soft_bounce_limit: int = Field(3, ge=1)
     soft_bounce_window: Duration = timedelta(days=30)
 

@@ -7,6 +7,7 @@ checked by stepping a clock across days, DST changes and odd UTC offsets.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -118,6 +119,31 @@ def period_key(frequency: str, local_date: date) -> str:
     if frequency not in FREQUENCIES:
         raise ValueError(f"not a digest frequency: {frequency!r}")
     return f"{frequency}:{local_date.isoformat()}"
+
+
+_EDITION_SLUG = re.compile(r"^(daily|weekly)-(\d{4}-\d{2}-\d{2})$")
+
+
+def edition_slug(period_key: str) -> str:
+    """Return the URL segment of an edition ("daily:2026-11-25" → "daily-2026-11-25")."""
+    return period_key.replace(":", "-", 1)
+
+
+def period_key_of(slug: str) -> str | None:
+    """Return the period key a URL segment names, or None when it names none."""
+    found = _EDITION_SLUG.match(slug[:40])
+    if found is None:
+        return None
+    try:
+        date.fromisoformat(found[2])
+    except ValueError:
+        return None
+    return f"{found[1]}:{found[2]}"
+
+
+def archive_path(period_key: str, language: str) -> str:
+    """Return the site path of an edition's digest in one language (the web version)."""
+    return f"/digests/{edition_slug(period_key)}/{language}"
 
 
 def _require_aware(now: datetime) -> datetime:

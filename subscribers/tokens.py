@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -15,6 +18,9 @@ from subscribers.errors import TokenError
 
 CONFIRM_MAX_AGE = timedelta(days=7)
 CSRF_MAX_AGE = timedelta(hours=12)
+#: "123-abcdefghijklmnop": an id and an 80-bit MAC in lower-case base32, short enough for
+#: an address's local part (64 characters) and safe when a mail server folds case.
+_MAIL_TOKEN = re.compile(r"^([1-9][0-9]{0,17})-([a-z2-7]{16})$")
 
 
 class _Clock(Protocol):
@@ -52,6 +58,9 @@ class Tokens:
         self._preferences = plain("publisher.subscribers.preferences")
         self._confirm = timed("publisher.subscribers.confirm")
         self._csrf = timed("publisher.web.csrf")
+        self._mail_key = hashlib.sha256(
+            b"publisher.subscribers.mail-unsubscribe\0" + secret_key.encode("utf-8")
+        ).digest()
 
     def unsubscribe(self, subscriber_id: int) -> str:
         """Return the non-expiring unsubscribe token of a subscriber."""
@@ -79,6 +88,23 @@ class Tokens:
         return _id(
             _unsign(self._confirm, lambda t: self._confirm.unsign(t, max_age=max_age), token)
         )
+
+    def mail_unsubscribe(self, subscriber_id: int) -> str:
+        """Return the unsubscribe-by-mail token of a subscriber ("123-abcdefghijklmnop")."""
+        return f"{subscriber_id}-{self._mail_mac(str(subscriber_id))}"
+
+    def load_mail_unsubscribe(self, token: str) -> int:
+        """Return the subscriber id inside an unsubscribe-by-mail token, or raise TokenError."""
+        found = _MAIL_TOKEN.match(token.strip().lower()[:40])
+        if found is None:
+            raise TokenError("malformed token")
+        if not secrets.compare_digest(found[2], self._mail_mac(found[1])):
+            raise TokenError("bad token: BadSignature")
+        return int(found[1])
+
+    def _mail_mac(self, value: str) -> str:
+        mac = hmac.new(self._mail_key, value.encode("ascii"), hashlib.sha256).digest()[:10]
+        return base64.b32encode(mac).decode("ascii").lower()
 
     def csrf(self, nonce: str) -> str:
         """Sign a form's CSRF nonce (the nonce also travels in a cookie)."""

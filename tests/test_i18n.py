@@ -97,7 +97,9 @@ def test_language_choice_and_fallback() -> None:
 
 
 def test_dates_are_localized() -> None:
-    assert i18n.long_date(date(2026, 11, 25), "id") == "Rabu, 25 November 2026"
+    # Indonesian writes "1 Desember 2026": no weekday, no zero-padded day.
+    assert i18n.long_date(date(2026, 11, 25), "id") == "25 November 2026"
+    assert i18n.long_date(date(2026, 12, 1), "id") == "1 Desember 2026"
     assert i18n.long_date(date(2026, 11, 25), "en") == "Wednesday, November 25, 2026"
     late = datetime(2026, 11, 24, 23, 30, tzinfo=UTC)
     assert "25 Nov 2026" in i18n.medium_datetime(late, ZoneInfo("Asia/Jayapura"), "id")
@@ -143,8 +145,8 @@ def test_site_catalog_overrides_and_adds_languages(tmp_path: Path) -> None:
     )
     settings = make_settings(tmp_path, site={"templates_dir": str(tmp_path / "mine")})
     compiled = render_digest(settings, make_digest(sample_articles(), "id"))
-    assert "Baca lebih lanjut" in compiled.html
+    assert "Baca lebih lanjut" in compiled.text
     assert "Baca selengkapnya" not in compiled.html
     javanese = render_digest(settings, make_digest(sample_articles(), "jv"))
     assert javanese.language == "jv"
-    assert "Waca sakteruse" in javanese.html
+    assert "Waca sakteruse" in javanese.text

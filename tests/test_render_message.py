@@ -83,7 +83,10 @@ def check_wire_format(message: bytes) -> None:
 
 
 def test_headers_and_structure() -> None:
-    message = template(unsubscribe_mailto="leave@news.example.org").personalize(recipient(7))
+    token = f"7-{'abcdefgh' * 2}"
+    message = template(unsubscribe_mailto="leave@news.example.org").personalize(
+        recipient(7, mail_token=token)
+    )
     check_wire_format(message)
     parsed = parse(message)
     assert parsed["From"] == "Kabar Nusantara <redaksi@news.example.org>"
@@ -95,8 +98,10 @@ def test_headers_and_structure() -> None:
     assert parsed["List-Id"] == "Kabar Nusantara <daily.news.example.org>"
     assert parsed["List-Unsubscribe"] == (
         "<https://news.example.org/unsubscribe/7.tok-000007>, "
-        "<mailto:leave@news.example.org?subject=unsubscribe>"
+        f"<mailto:leave+{token}@news.example.org?subject=unsubscribe%20{token}>"
     )
+    assert parsed["List-Archive"] == "<https://news.example.org/digests/>"
+    assert "Auto-Submitted" not in parsed  # bulk mail, not an automatic reply or notice
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert parsed["MIME-Version"] == "1.0"
     assert parsed["Content-Language"] == "id"

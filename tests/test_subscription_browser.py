@@ -98,7 +98,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[st
             except OSError:
                 return False
 
-        _wait_for(healthy, "publisher serve")
+        _wait_for(healthy, "publisher serve", timeout=90)  # a loaded machine starts slowly
         yield base, config, mail_dir
     finally:
         for process in (server, sink):
@@ -218,5 +218,7 @@ def test_subscribe_confirm_preferences_and_one_click_unsubscribe(
     finally:
         bare.close()
     assert _subscriber(config, "Pembaca.Uji@example.org")["status"] == "unsubscribed"
-    farewell = _wait_for(lambda: _mails(mail_dir)[1:], "the unsubscribed notice")
-    assert len(farewell) == 1
+    # No mail after unsubscribing (mail.unsubscribe_notice is off by default).
+    time.sleep(2.0)
+    subjects = [str(m["Subject"]).lower() for m in _mails(mail_dir)]
+    assert not [s for s in subjects if "berhenti" in s or "unsubscribed" in s], subjects

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.message
 from collections import Counter
 from pathlib import Path
 
@@ -10,12 +11,16 @@ import click
 from publisher.cli.context import CliContext, console, pass_cli, run
 from publisher.cli.subscribers import converted_errors
 from publisher.db import transaction
+from publisher.delivery import notices
 from publisher.delivery.compose import return_paths
+from publisher.delivery.models import MailKind
 from publisher.errors import UsageError
 from publisher.site import Site
 from subscribers import bounces as bounce_reports
+from subscribers import mailunsubscribe
 from subscribers.bounces import Verdict, printable
 from subscribers.errors import MalformedReport
+from subscribers.tokens import Tokens
 
 
 @click.group("bounces")
@@ -56,8 +61,19 @@ def process(cli: CliContext, path: Path) -> None:
                     say(f"malformed {label}: {printable(exc, 300)}")
                     continue
                 if report.verdict == Verdict.NOT_A_REPORT:
-                    totals["unrecognized"] += 1
-                    say(f"skipped   {label}: not a bounce or complaint")
+                    # A reader's mail to the List-Unsubscribe mailto shares the mailbox.
+                    message = bounce_reports.parse_message(raw.data)
+                    request = await unsubscribe_request(site, message)
+                    if request is None:
+                        totals["unrecognized"] += 1
+                        say(f"skipped   {label}: not a bounce or complaint")
+                    elif request.valid:
+                        totals["unsubscribed"] += 1
+                        state = "unsubscribed" if request.changed else "already unsubscribed"
+                        say(f"mail      {printable(request.email, 320)}  {state}")
+                    else:
+                        totals["forged"] += 1
+                        say(f"ignored   {label}: unsubscribe request with an invalid token")
                     continue
                 if report.verdict == Verdict.UNVERIFIED or report.subscriber_id is None:
                     totals["ignored"] += 1
@@ -96,9 +112,28 @@ def process(cli: CliContext, path: Path) -> None:
         f"{totals['complaint']} complaints, {totals['suppressed']} suppressed, "
         f"{totals['duplicate']} already recorded, {totals['unrecognized']} unrecognized, "
         f"{totals['ignored']} ignored (not answering mail we sent), "
-        f"{totals['malformed']} malformed",
+        f"{totals['malformed']} malformed, "
+        f"{totals['unsubscribed']} unsubscribed by mail, {totals['forged']} invalid requests",
         markup=False,
     )
+
+
+async def unsubscribe_request(
+    site: Site, message: email.message.Message
+) -> mailunsubscribe.MailRequest | None:
+    """Handle a reader's mail to the List-Unsubscribe address (None when it is not one)."""
+    address = site.settings.mail.unsubscribe_mailto.removeprefix("mailto:").split("?", 1)[0]
+    local_part = address.rpartition("@")[0].split("+", 1)[0]
+    tokens = Tokens(site.settings.web.secret_key)
+    async with transaction(site.engine) as session:
+        request = await mailunsubscribe.handle_mail(
+            session, tokens, message, local_part, site.clock.now()
+        )
+        if request is not None and request.changed and site.settings.mail.unsubscribe_notice:
+            assert request.subscriber_id is not None
+            # Queued with the change; `serve` or a worker delivers it from the outbox.
+            await notices.queue(session, site, MailKind.UNSUBSCRIBED, request.subscriber_id)
+    return request
 
 
 COMMANDS = [bounces]

@@ -64,6 +64,8 @@ postal_address = ""
 # unsubscribe_mailto = "unsubscribe@example.org"
 # Envelope sender: mail leaves from bounces+<signed token>@...; default: the from address.
 # return_path = "bounces@example.org"
+# Email a notice after someone unsubscribes (off: they asked for no more email):
+# unsubscribe_notice = false
 # Suppress an address after this many soft bounces within the window:
 # soft_bounce_limit = 3
 # soft_bounce_window = "30d"

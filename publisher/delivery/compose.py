@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from publisher.config import Settings
 from publisher.content.models import PUBLISHED, Article
 from publisher.db import transaction
+from publisher.delivery.archive import sent_on
 from publisher.delivery.models import Edition, EditionVariant, MailKind
 from publisher.delivery.outbox import Job
 from publisher.delivery.smtp import sender_address
@@ -105,7 +106,7 @@ class Composer:
             articles=articles,
             language=variant.language,
             edition_key=edition.period_key,
-            edition_date=date.fromisoformat(edition.local_date),
+            edition_date=sent_on(edition, self.site.settings.tz),
             tz=self.site.settings.tz,
             more_count=variant.more_count,
             frequency=edition.frequency,
@@ -146,6 +147,7 @@ class Composer:
                 preferences_url=f"{self.base_url}/preferences/{self.tokens.preferences(subscriber)}",
                 message_id=job.message_id,
                 language=template.language,
+                mail_token=self.tokens.mail_unsubscribe(subscriber),
                 bounce_token=self.return_paths.token(subscriber, _message_ref(job)),
             )
         )

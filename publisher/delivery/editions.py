@@ -264,12 +264,18 @@ async def plan_next(
     language: str,
     topics: Any,
     last_digest_at: datetime | None,
+    send_at: datetime | None = None,
 ) -> Plan | None:
-    """Return what one reader would get in a digest enqueued at ``now`` (the same choice)."""
+    """Return what one reader would get in a digest enqueued at ``now`` (the same choice).
+
+    With ``send_at`` (a later send instant): the digest that send will carry, with what
+    has been published up to ``now`` (its window ends at ``send_at``, not ``now``).
+    """
     if frequency not in planning.FREQUENCIES:
         raise UsageError(f"not a digest frequency: {frequency!r} (use daily or weekly)")
-    candidates = await _candidates(site, now - MAX_LOOKBACK, now)
-    return Planner(site, frequency, now, candidates).plan(last_digest_at, language, topics)
+    closes = max(send_at or now, now)
+    candidates = await _candidates(site, closes - MAX_LOOKBACK, now)
+    return Planner(site, frequency, closes, candidates).plan(last_digest_at, language, topics)
 
 
 async def latest_in_language(site: Site, language: str, limit: int, now: datetime) -> list[int]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 
+from publisher import planning
 from publisher.content.models import Article
 from publisher.db import transaction
 from publisher.delivery.editions import latest_in_language, plan_next
@@ -35,6 +36,7 @@ class PreviewReader:
     preferences_url: str
     topics: tuple[str, ...] = ()
     last_digest_at: datetime | None = None
+    mail_token: str = ""
 
 
 @dataclass
@@ -68,12 +70,19 @@ async def next_digest(
     language: str | None = None,
     topics: Sequence[str] = (),
     last_digest_at: datetime | None = None,
+    send_at: datetime | None = None,
 ) -> NextDigest:
-    """Choose articles exactly as delivery would for this reader at the clock's now."""
+    """Choose articles as delivery would at ``send_at`` (default now), from what is out now."""
     now = site.clock.now()
     language = language or site.settings.site.language
     plan = await plan_next(
-        site, frequency, now, language=language, topics=list(topics), last_digest_at=last_digest_at
+        site,
+        frequency,
+        now,
+        language=language,
+        topics=list(topics),
+        last_digest_at=last_digest_at,
+        send_at=send_at,
     )
     if plan is not None:
         ids, more, sample = list(plan.article_ids), plan.more_count, False
@@ -111,9 +120,11 @@ async def preview_reader(
         tokens = Tokens(settings.web.secret_key)
         unsubscribe = f"{base}/unsubscribe/{tokens.unsubscribe(subscriber.id)}"
         preferences = f"{base}/preferences/{tokens.preferences(subscriber.id)}"
+        mail_token = tokens.mail_unsubscribe(subscriber.id)
     except TokenError:
         # Without a usable web.secret_key there are no real links; show where they go.
         unsubscribe, preferences = f"{base}/unsubscribe/preview", f"{base}/preferences/preview"
+        mail_token = ""
     return PreviewReader(
         email=subscriber.email,
         name=subscriber.name,
@@ -124,6 +135,7 @@ async def preview_reader(
         preferences_url=preferences,
         topics=tuple(subscriber.topics or ()),
         last_digest_at=subscriber.last_digest_at,
+        mail_token=mail_token,
     )
 
 
@@ -131,23 +143,29 @@ async def render_preview(site: Site, reader: PreviewReader) -> RenderedPreview:
     """Render ``reader``'s next digest; a "[sample]" of the newest when nothing is new.
 
     The articles are those delivery would send that reader now (their language, topics and
-    what is new since their last digest); the date is today in the reader's time zone.
+    what is new since their last digest), dated the reader's next send: today's digest
+    until today's send time has passed, then the next one.
     """
     try:
         zone = ZoneInfo(reader.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         zone = site.settings.tz
+    schedule = planning.Schedule(site.settings.digest.send_time, site.settings.digest.weekly_day)
+    frequency = reader.frequency if reader.frequency in planning.FREQUENCIES else planning.DAILY
+    # At the send instant itself, the digest going out now is the next one.
+    just_before = site.clock.now() - timedelta(microseconds=1)
+    local_date, send_at = planning.next_send(frequency, just_before, zone, schedule)
     chosen = await next_digest(
         site,
         frequency=reader.frequency,
         language=reader.language,
         topics=reader.topics,
         last_digest_at=reader.last_digest_at,
+        send_at=send_at,
     )
     articles, more = chosen.articles, chosen.more_count
     if not articles:
         raise NotFoundError("no published articles: nothing to preview (add some first)")
-    local_date = site.clock.now().astimezone(zone).date()
     edition_key = f"{reader.frequency}:{local_date.isoformat()}"
     compiled = render_digest(
         site.settings,
@@ -171,6 +189,7 @@ async def render_preview(site: Site, reader: PreviewReader) -> RenderedPreview:
         preferences_url=reader.preferences_url,
         message_id=f"<preview.{edition_key.replace(':', '.')}@{host}>",
         language=compiled.language,
+        mail_token=reader.mail_token,
     )
     message = build_digest_template(site.settings, compiled, clock=site.clock).personalize(
         recipient

@@ -20,7 +20,7 @@ from feedgen.feed import FeedEntry, FeedGenerator
 from feedgen.util import xml_elem
 
 from publisher.content.sanitize import strip_controls
-from publisher.feeds.model import MEDIA_TYPES, Channel, Image, Item
+from publisher.feeds.model import MEDIA_TYPES, Channel, Format, Image, Item
 
 # lxml elements, reached through feedgen so that feedgen stays our only XML writer.
 Element = Any
@@ -184,3 +184,45 @@ def atom_bytes(channel: Channel, tz: ZoneInfo) -> bytes:
     fg = _generator(channel, tz, MEDIA_TYPES["atom"].split(";")[0])
     body: bytes = fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True)
     return body
+
+
+def listing_feed_bytes(
+    kind: Format,
+    *,
+    title: str,
+    description: str,
+    home_url: str,
+    self_url: str,
+    language: str,
+    author: str,
+    updated: datetime,
+    items: list[Item],
+    tz: ZoneInfo,
+) -> bytes:
+    """Return an RSS (``kind`` "rss") or Atom document for a plain list of items.
+
+    For feeds that are not an article scope (the digest archive): no archive pages.
+    """
+    link_type = MEDIA_TYPES[kind].split(";")[0]
+    fg = FeedGenerator()
+    fg.register_extension("publisher", _ChannelExtension, _EntryExtension)
+    fg.id(strip_controls(self_url))
+    fg.title(strip_controls(title))
+    fg.subtitle(strip_controls(description or title))
+    fg.language(language)
+    fg.generator("Publisher")
+    fg.author({"name": strip_controls(author)})
+    fg.updated(_local(updated, tz))
+    fg.link(
+        [
+            {"href": self_url, "rel": "self", "type": link_type},
+            {"href": home_url, "rel": "alternate", "type": "text/html"},
+        ]
+    )
+    for item in items:
+        _entry(fg.add_entry(order="append"), item, tz)
+    if kind == "rss":
+        rss: bytes = fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)
+        return rss
+    atom: bytes = fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True)
+    return atom

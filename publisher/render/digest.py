@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo
 from publisher.config import Settings
 from publisher.content.models import Article
 from publisher.content.sanitize import clean_line
+from publisher.planning import archive_path
 from publisher.render import plaintext
 from publisher.render.i18n import choose_language, long_date, translations
 from publisher.render.mjml import compile_mjml
@@ -46,6 +48,7 @@ COLORS = {
     "dark_text": "#e8e8e6",
     "dark_muted": "#a9abb0",
     "dark_link": "#8ab4f8",
+    "dark_rule": "#3c3d40",
 }
 
 
@@ -60,8 +63,10 @@ class Digest:
     tz: ZoneInfo
     more_count: int = 0
     frequency: str = "daily"
-    #: "View in browser" / "more on our website" target; the site's home page when empty.
+    #: "More on our website" target; the site's home page when empty.
     web_url: str = ""
+    #: The reader-neutral web version (the archive page): no reader slots, no reader links.
+    public: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,23 @@ def _truncate(text: str, limit: int) -> str:
     return (cut if len(cut) > limit // 2 else text[:limit]).rstrip(" ,.;:") + "…"
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“(])")
+
+
+def alt_text(caption: str, title: str) -> str:
+    """Return an image's alt text: what it shows, never a copy of the caption shown below it.
+
+    The caption's first sentence when the caption has more than one, else the title;
+    empty (a decorative image) when even the title is the caption word for word.
+    """
+    first = _SENTENCE_END.split(caption, maxsplit=1)[0].strip() if caption else ""
+    if first and first != caption:
+        return _truncate(first, 250)
+    if title and title != caption:
+        return _truncate(title, 250)
+    return ""
+
+
 def _image(article: Article) -> ImageView | None:
     if not article.image_url:
         return None
@@ -165,7 +187,7 @@ def _image(article: Article) -> ImageView | None:
         url=article.image_url,
         width=width,
         height=height,
-        alt=_truncate(caption or clean_line(article.title or ""), 250),
+        alt=alt_text(caption, clean_line(article.title or "")),
         caption=caption,
         credit=clean_line(article.image_credit or ""),
     )
@@ -289,6 +311,7 @@ def _context(
         subject = site_title
     subject = _truncate(subject, 200)
     frequency = _("daily") if digest.frequency == "daily" else _("weekly")
+    base = settings.site.base_url
     preheader = lead.summary if lead is not None else ""
     return {
         "language": digest.language,
@@ -311,10 +334,17 @@ def _context(
         "rest": views[1:],
         "more_count": more_count,
         "compacted": sum(1 for view in views if view.compact),
+        "public": digest.public,
+        "public_note": _("This is the web version of the %(frequency)s digest of %(site)s.")
+        % {"frequency": frequency, "site": site_title},
         "links": {
             "unsubscribe": tokens["unsubscribe_url"],
             "preferences": tokens["preferences_url"],
-            "web": digest.web_url or settings.site.base_url + "/",
+            "web": digest.web_url or base + "/",
+            # "View in browser": this edition's page in the public archive.
+            "archive": f"{base}{archive_path(digest.edition_key, digest.language)}",
+            "subscribe": f"{base}/subscribe",
+            "digests": f"{base}/digests/",
         },
         "labels": {
             "read_more": _("Read more"),
@@ -329,5 +359,7 @@ def _context(
             )
             % {"num": more_count},
             "full": _("Read the full digest on our website"),
+            "subscribe": _("Subscribe"),
+            "digests": _("Past digests"),
         },
     }

@@ -34,6 +34,7 @@ _PRINTABLE = re.compile(r"[ -~]*")
 _MESSAGE_ID = re.compile(r"<[!-;=?-~]{1,200}@[!-;=?-~]{1,200}>")
 _LOCAL = re.compile(r"[^\x00-\x20\x7f<>()\[\]\\,;:@\"]+")
 _DOMAIN = re.compile(r"[^\x00-\x20\x7f<>()\[\]\\,;:@\"]+")
+_MAIL_TOKEN = re.compile(r"[0-9]{1,18}-[a-z2-7]{16}")
 _URL = re.compile(r"https?://[!#-;=?-~]+")  # printable ASCII without space, quotes, < and >
 _BOUNCE_TOKEN = re.compile(r"[a-z0-9-]{1,100}")
 
@@ -48,6 +49,8 @@ class Recipient:
     preferences_url: str
     message_id: str
     language: str = ""
+    #: The reader's unsubscribe-by-mail token (Tokens.mail_unsubscribe); no mailto without it.
+    mail_token: str = ""
     #: The VERP token of this message (subscribers/verp.py), also in the envelope sender.
     bounce_token: str = ""
 
@@ -220,6 +223,7 @@ class MessageTemplate:
         list_id: str = "",
         clock: Clock | None = None,
         signer: DkimSigner | None = None,
+        auto_submitted: bool = False,
     ) -> None:
         self.language = language
         self.subject = subject
@@ -227,7 +231,7 @@ class MessageTemplate:
         self._greeting = greeting
         self._clock: Clock = clock or SystemClock()
         self._signer = signer
-        self._mailto = _mailto(settings.mail.unsubscribe_mailto) if list_headers else b""
+        self._mailto = _mailto(settings.mail.unsubscribe_mailto) if list_headers else None
         self._date_cache: tuple[int, bytes] = (-1, b"")
         boundary = "=_publisher_" + secrets.token_hex(12)
         self._keys: list[_Key] = []
@@ -268,6 +272,11 @@ class MessageTemplate:
             head.append(header("List-Id", list_id))
             head.append(hole("List-Unsubscribe"))
             head.append(header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+            # RFC 2369: the public archive of sent digests (web versions, no reader data).
+            head.append(header("List-Archive", f"<{settings.site.base_url}/digests/>"))
+        if auto_submitted:
+            # RFC 3834: a machine sent this; auto-responders must not answer it.
+            head.append(header("Auto-Submitted", "auto-generated"))
         head.append(header("MIME-Version", "1.0"))
         head.append(header("Content-Language", language))
         head.append(header("Content-Type", f'multipart/alternative;\r\n boundary="{boundary}"'))
@@ -308,6 +317,7 @@ class MessageTemplate:
                 "unsubscribe_url": recipient.unsubscribe_url,
                 "preferences_url": recipient.preferences_url,
             },
+            mail_token=recipient.mail_token,
             bounce_token=recipient.bounce_token,
         )
 
@@ -318,6 +328,7 @@ class MessageTemplate:
         name: str,
         message_id: str,
         urls: Mapping[str, str],
+        mail_token: str = "",
         bounce_token: str = "",
     ) -> bytes:
         """Return the message with every slot filled, escaped and encoded for its place."""
@@ -340,7 +351,9 @@ class MessageTemplate:
             unsubscribe = texts.get("unsubscribe_url", "")
             if not unsubscribe:
                 raise InputError(f"no unsubscribe URL for {email!r}: List-Unsubscribe needs one")
-            headers["List-Unsubscribe"] = b"<" + unsubscribe.encode("ascii") + b">" + self._mailto
+            headers["List-Unsubscribe"] = (
+                b"<" + unsubscribe.encode("ascii") + b">" + self._mailto_for(mail_token)
+            )
         encoded: dict[_Key, bytes] = {}
         values: list[bytes] = []
         for key in self._order:
@@ -367,6 +380,21 @@ class MessageTemplate:
             return signature + message
         return message
 
+    def _mailto_for(self, token: str) -> bytes:
+        """Return ", <mailto:local+TOKEN@domain?subject=unsubscribe TOKEN>" or nothing.
+
+        The token names and authenticates the reader (``publisher bounces process`` reads
+        it from the address or the subject); a mailto without one could unsubscribe nobody.
+        """
+        if self._mailto is None or not token:
+            return b""
+        if not _MAIL_TOKEN.fullmatch(token):
+            raise InputError(f"invalid unsubscribe-by-mail token: {token[:40]!r}")
+        local, domain = self._mailto
+        return f",\r\n <mailto:{local}+{token}@{domain}?subject=unsubscribe%20{token}>".encode(
+            "ascii"
+        )
+
     def _date(self) -> bytes:
         now = self._clock.now()
         second = int(now.timestamp())
@@ -381,15 +409,18 @@ def _aware(moment: datetime) -> datetime:
     return moment
 
 
-def _mailto(value: str) -> bytes:
+def _mailto(value: str) -> tuple[str, str] | None:
+    """Return the configured unsubscribe mailbox as (local part, domain), or None."""
     value = value.strip()
     if not value:
-        return b""
+        return None
     address = value.removeprefix("mailto:").split("?", 1)[0]
     encode_address(address)
     if not address.isascii():
         raise ConfigError(f"mail.unsubscribe_mailto: must be an ASCII address: {value!r}")
-    return f",\r\n <mailto:{address}?subject=unsubscribe>".encode("ascii")
+    local, _, domain = address.rpartition("@")
+    # A configured "+tag" would be read as the token: the token takes the tag's place.
+    return local.split("+", 1)[0], domain.lower()
 
 
 def list_id(settings: Settings, frequency: str) -> str:

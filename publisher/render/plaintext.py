@@ -47,7 +47,10 @@ def digest_text(context: Mapping[str, Any]) -> str:
     labels = context["labels"]
     links = Links()
     site = context["site"]
-    lines: list[str] = [site["title"].upper(), context["date_line"], "", context["greeting"], ""]
+    # The masthead's link, as in the HTML part: both parts carry the same links.
+    lines: list[str] = [site["title"].upper(), site["url"], context["date_line"], ""]
+    if not context["public"]:
+        lines += [context["greeting"], ""]
     lines += wrap(context["intro"])
     lead = context["lead"]
     if lead is not None:
@@ -71,24 +74,27 @@ def digest_text(context: Mapping[str, Any]) -> str:
     elif context["compacted"]:
         lines += ["", "", *wrap(f"{labels['full']}: {links.ref(web)}")]
     lines += links.lines(labels["links"])
-    lines += ["", "-- ", *wrap(context["why"]), context["email"], ""]
+    if context["public"]:
+        lines += ["", "-- ", *wrap(context["public_note"]), ""]
+        footer = [("subscribe", "subscribe"), ("digests", "digests")]
+    else:
+        lines += ["", "-- ", *wrap(context["why"]), context["email"], ""]
+        footer = [
+            ("unsubscribe", "unsubscribe"),
+            ("preferences", "preferences"),
+            ("web", "archive"),
+        ]
     if site["postal_address"]:
         lines += [*wrap(site["postal_address"]), ""]
-    lines += [
-        f"{labels['unsubscribe']}:",
-        context["links"]["unsubscribe"],
-        f"{labels['preferences']}:",
-        context["links"]["preferences"],
-        f"{labels['web']}:",
-        web,
-    ]
+    for label, link in footer:
+        lines += [f"{labels[label]}:", context["links"][link]]
     return "\n".join(lines) + "\n"
 
 
 def notice_text(context: Mapping[str, Any]) -> str:
     """Render a one-off notice's text part from its template context."""
     site = context["site"]
-    lines: list[str] = [site["title"].upper(), "", context["greeting"], ""]
+    lines: list[str] = [site["title"].upper(), site["url"], "", context["greeting"], ""]
     for index, paragraph in enumerate(context["paragraphs"]):
         lines += wrap(paragraph)
         if index == 0 and context["show_email"]:

@@ -172,6 +172,7 @@ def _compile(settings: Settings, kind: str, language: str, clock: Clock | None) 
         greeting=_greeter(named, anonymous),
         language=language,
         list_headers=False,
+        auto_submitted=True,
         clock=clock,
         signer=signer_from_settings(settings.mail),
     )

@@ -22,6 +22,7 @@ from publisher.content.store import ArticleStore
 from publisher.db import transaction
 from publisher.feeds import query
 from publisher.feeds.model import EPOCH, Scope, absolutize_srcset
+from publisher.render.digest import alt_text
 from publisher.render.i18n import medium_datetime
 from publisher.site import Site
 from publisher.web.cache import ContentCache
@@ -53,6 +54,7 @@ class Card:
     tags: list[tuple[str, str]]
     image_url: str
     image_caption: str
+    image_alt: str
     image_credit: str
     image_width: int
     image_height: int
@@ -82,6 +84,7 @@ def _card(article: Article, settings: Settings, language: str, *, body: bool = F
         tags=[(tag, f"{base}/tags/{tag}") for tag in article.tags],
         image_url=article.image_url,
         image_caption=clean_line(article.image_caption),
+        image_alt=alt_text(clean_line(article.image_caption), clean_line(article.title)),
         image_credit=clean_line(article.image_credit),
         image_width=article.image_width,
         image_height=article.image_height,

@@ -17,7 +17,7 @@ from publisher.content.store import ArticleStore
 from publisher.db import transaction
 from publisher.delivery import notices
 from publisher.delivery.models import MailKind
-from publisher.render.i18n import choose_language, translations
+from publisher.render.i18n import choose_language, negotiate_language, translations
 from publisher.site import Site
 from publisher.web.limits import InvalidJson, body_limit, parse_json
 from publisher.web.templating import render_page
@@ -130,18 +130,14 @@ async def drain(app: Any) -> None:
         await found.drain()
 
 
-def _accept_languages(request: Request) -> list[str]:
-    header = request.headers.get("accept-language", "")[:200]
-    return [part.split(";", 1)[0].strip() for part in header.split(",") if part.strip()][:8]
-
-
 def page_language(request: Request, *preferred: str) -> str:
-    """Pick the page language: ?lang=, the reader's own, Accept-Language, then the site's."""
+    """Pick the page language: ?lang=, the reader's own, Accept-Language (weighted), the site's."""
     site: Site = request.app.state.site
+    accepted = negotiate_language(request.headers.get("accept-language", ""), "", domain="web")
     return choose_language(
         request.query_params.get("lang", "")[:20],
         *preferred,
-        *_accept_languages(request),
+        accepted,
         site.settings.site.language,
         domain="web",
     )
@@ -364,6 +360,12 @@ async def subscribe_form(request: Request) -> Response:
     values = await _form(request)
     if values is None:
         return _subscribe_form(request, language, status_code=413)
+    if values.get("step") == "start" and "csrf" not in values:
+        # The short form on every page (or one embedded on another site): show the full
+        # form prefilled; it carries the CSRF token, so nothing is subscribed yet.
+        language = page_language(request, values.get("page_language", "")[:20])
+        prefill = {"email": values.get("email", "")[:320]}
+        return _subscribe_form(request, language, values=prefill)
     if not _check_csrf(request, values):
         message = _gettext(language)("This form has expired. Please try again.")
         return _subscribe_form(request, language, values=values, errors=[message], status_code=400)
@@ -523,9 +525,12 @@ async def unsubscribe(request: Request, token: str) -> Response:
         if current is None:
             return bad_link(request)
         changed = await consent.unsubscribe(session, current, site.clock.now(), detail="web")
-        if changed:
+        # Someone who asked for no more email gets none: the page is the confirmation,
+        # unless the operator turned the notice on (mail.unsubscribe_notice).
+        notify = changed and site.settings.mail.unsubscribe_notice
+        if notify:
             await notices.queue(session, site, MailKind.UNSUBSCRIBED, subscriber.id)
-    if changed:
+    if notify:
         state_of(request).sender.poke()
     language = page_language(request, subscriber.language)
     return _page(request, "unsubscribed.html", language, {})

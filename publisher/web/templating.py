@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from publisher.config import Settings
-from publisher.render.i18n import translations
+from publisher.render.i18n import og_locale, translations
 from publisher.resources import template_dirs
 
 HTML_TYPE = "text/html; charset=utf-8"
@@ -38,6 +38,7 @@ class PageRenderer:
             )
             env.install_gettext_translations(translations(language, "web"), newstyle=True)  # type: ignore[attr-defined]
             env.globals["site"] = self.settings.site
+            env.globals["og_locale"] = og_locale
             self._environments[language] = env
         return env
 

@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import secrets
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import available_timezones
@@ -16,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from publisher.content.store import ArticleStore
 from publisher.db import transaction
+from publisher.ratelimits import Limit, Limiter, retry_after
 from publisher.render.i18n import choose_language, translations
 from publisher.site import Site
 from publisher.web.templating import render_page
@@ -32,42 +32,12 @@ router = APIRouter()
 
 CSRF_COOKIE = "publisher_csrf"
 HONEYPOT = "website"
-#: Subscribe attempts allowed per client IP, and per address, in a sliding window.
-IP_LIMIT = (10, 600.0)
-ADDRESS_LIMIT = (3, 3600.0)
+#: Subscribe attempts allowed per client IP, and per address, counted in the database.
+IP_LIMIT = Limit("subscribe-ip", 10, 600.0)
+ADDRESS_LIMIT = Limit("subscribe-address", 3, 3600.0)
 MAX_FORM_BYTES = 16 * 1024
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 MailKind = Literal["confirm", "already", "unsubscribed"]
-
-
-class SlidingWindow:
-    """Count hits per key within a period; tell how long to wait once over the limit."""
-
-    def __init__(self, limit: int, period: float, max_keys: int = 50_000) -> None:
-        self.limit = limit
-        self.period = period
-        self.max_keys = max_keys
-        self._hits: dict[str, deque[float]] = {}
-
-    def hit(self, key: str, now: float) -> float | None:
-        """Record a hit; return seconds to wait when the key is over its limit, else None."""
-        hits = self._hits.get(key)
-        if hits is None:
-            if len(self._hits) >= self.max_keys:
-                self._prune(now)
-            hits = self._hits[key] = deque()
-        while hits and hits[0] <= now - self.period:
-            hits.popleft()
-        if len(hits) >= self.limit:
-            return max(1.0, hits[0] + self.period - now)
-        hits.append(now)
-        return None
-
-    def _prune(self, now: float) -> None:
-        for key in [k for k, v in self._hits.items() if not v or v[-1] <= now - self.period]:
-            del self._hits[key]
-        while len(self._hits) >= self.max_keys:
-            del self._hits[next(iter(self._hits))]
 
 
 @dataclass
@@ -76,8 +46,9 @@ class SubscriptionState:
 
     site: Site
     tokens: Tokens
-    ip_limit: SlidingWindow = field(default_factory=lambda: SlidingWindow(*IP_LIMIT))
-    address_limit: SlidingWindow = field(default_factory=lambda: SlidingWindow(*ADDRESS_LIMIT))
+    limiter: Limiter
+    ip_limit: Limit = IP_LIMIT
+    address_limit: Limit = ADDRESS_LIMIT
     jobs: set[asyncio.Task[None]] = field(default_factory=set)
 
     def spawn(self, job: Any) -> None:
@@ -97,7 +68,11 @@ def state_of(request: Request) -> SubscriptionState:
     found = getattr(request.app.state, "subscription", None)
     if found is None:
         site: Site = request.app.state.site
-        found = SubscriptionState(site, Tokens(site.settings.web.secret_key, clock=site.clock))
+        found = SubscriptionState(
+            site,
+            Tokens(site.settings.web.secret_key, clock=site.clock),
+            Limiter(site.engine, site.clock),
+        )
         request.app.state.subscription = found
     assert isinstance(found, SubscriptionState)
     return found
@@ -284,13 +259,12 @@ def _parse_subscription(
     return address, preferences, errors
 
 
-def _limited(request: Request, address: Address) -> float | None:
+async def _limited(request: Request, address: Address) -> float | None:
     state = state_of(request)
-    now = state.site.clock.now().timestamp()
     client = request.client.host if request.client else "unknown"
-    wait = state.ip_limit.hit(client, now)
+    wait = await state.limiter.hit(state.ip_limit, client)
     if wait is None:
-        wait = state.address_limit.hit(address.key, now)
+        wait = await state.limiter.hit(state.address_limit, address.key)
     return wait
 
 
@@ -381,7 +355,7 @@ async def subscribe_form(request: Request) -> Response:
     address, preferences, errors = _parse_subscription(values, language)
     if errors or address is None or preferences is None:
         return _subscribe_form(request, language, values=values, errors=errors, status_code=400)
-    wait = _limited(request, address)
+    wait = await _limited(request, address)
     if wait is not None:
         message = _gettext(language)("Too many attempts. Please try again later.")
         return _subscribe_form(
@@ -390,7 +364,7 @@ async def subscribe_form(request: Request) -> Response:
             values=values,
             errors=[message],
             status_code=429,
-            headers={"Retry-After": str(int(wait + 0.999))},
+            headers={"Retry-After": retry_after(wait)},
         )
     # A bot filled in the hidden field: say the same thing, do nothing.
     if not values.get(HONEYPOT):
@@ -424,12 +398,12 @@ async def subscribe_api(request: Request) -> Response:
     address, preferences, errors = _parse_subscription(values, language)
     if errors or address is None or preferences is None:
         return JSONResponse({"error": " ".join(errors)}, status_code=422)
-    wait = _limited(request, address)
+    wait = await _limited(request, address)
     if wait is not None:
         return JSONResponse(
             {"error": "too many requests"},
             status_code=429,
-            headers={"Retry-After": str(int(wait + 0.999))},
+            headers={"Retry-After": retry_after(wait)},
         )
     if not values.get(HONEYPOT):
         site: Site = request.app.state.site

@@ -25,6 +25,7 @@ from prometheus_client import (
     Counter,
     Histogram,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
     start_http_server,
 )
@@ -35,6 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from publisher import db
 from publisher.errors import ConfigError
+from publisher.site import Site
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: The window the send rate is measured over.
 RATE_WINDOW = timedelta(seconds=60)
 
+# The *_created series double the output and nothing here reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
 
@@ -273,3 +277,14 @@ class _Forward(Collector):
     def collect(self) -> Iterator[Any]:
         """Yield every process-wide metric."""
         return iter(self.source.collect())
+
+
+def metrics_listener(site: Site) -> Metrics | None:
+    """Start ``[metrics] listen`` for a long-running command, or return None when unset."""
+    address = site.settings.metrics.listen
+    if not address:
+        return None
+    metrics = Metrics(site.settings.database.url)
+    bound = metrics.listen(address)
+    log.info("metrics on http://%s/metrics", bound)
+    return metrics

@@ -38,7 +38,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from publisher import db, planning
+from publisher import db, metrics, planning
 from publisher.config import Settings
 from publisher.content.models import PUBLISHED, Article
 from publisher.delivery.editions import DEFAULT_WINDOW, EnqueueReport, enqueue, open_edition
@@ -509,6 +509,7 @@ class ScheduleRunner:
         """Run one digest tick against the site's clock and log what it did."""
         async with self._tick_lock:
             report = await run_tick(self.site, stop=self.stopping)
+        metrics.count_tick()
         self.ticks.append(report)
         log.info("%s", report.summary())
 
@@ -516,6 +517,9 @@ class ScheduleRunner:
         """Import the followed feeds; ping the WebSub hub when anything changed."""
         report = await follow_sources(self.site)
         changed = report.count("created") + report.count("updated")
+        for result in ("created", "updated"):
+            metrics.count_imports(result, report.count(result))
+        metrics.count_imports("failed", len(report.failed))
         log.info(
             "sources: %d feeds, %d new, %d updated, %d failed",
             len(report.feeds),

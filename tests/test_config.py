@@ -363,6 +363,9 @@ def test_template_mentions_every_user_facing_section() -> None:
         "[digest]",
         "[web]",
         "[feeds]",
+        "[metrics]",
+        "[webhooks]",
+        "[log]",
         "[[sources]]",
     ):
         assert section in CONFIG_TEMPLATE
@@ -373,6 +376,9 @@ def test_template_mentions_every_user_facing_section() -> None:
         "digest",
         "web",
         "feeds",
+        "metrics",
+        "webhooks",
+        "log",
         "sources",
     }
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from publisher import metrics
 from publisher.delivery.compose import Composer
 from publisher.delivery.editions import resume_enqueues
 from publisher.delivery.models import CANCELLED, FAILED, RETRYING, SENT
@@ -157,6 +158,7 @@ class _Recorder:
                 self.progress(self.report)
 
     def _count(self, outcome: Outcome) -> None:
+        metrics.count_messages("digest", [outcome.status])
         if outcome.status == SENT:
             self.report.sent += 1
         elif outcome.status == FAILED:

@@ -9,7 +9,9 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from publisher import logs
 from publisher.errors import ConfigError, PublisherError
+from publisher.metrics import metrics_listener
 from publisher.site import Site
 from publisher.web.app import create_app
 from subscribers.errors import TokenError
@@ -17,7 +19,13 @@ from subscribers.tokens import Tokens
 
 
 def _config(
-    site: Site, host: str, port: int, *, access_log: bool, **options: object
+    site: Site,
+    host: str,
+    port: int,
+    *,
+    access_log: bool,
+    own_logging: bool = False,
+    **options: object,
 ) -> uvicorn.Config:
     return uvicorn.Config(
         create_app(site, **options),  # type: ignore[arg-type]
@@ -28,6 +36,8 @@ def _config(
         server_header=False,
         proxy_headers=True,
         lifespan="on",
+        # None: keep the handlers publisher.logs installed (format, scrubbing).
+        log_config=None if own_logging else uvicorn.config.LOGGING_CONFIG,
     )
 
 
@@ -40,13 +50,18 @@ def serve(
     except TokenError as exc:
         # Without a key every subscription page would answer 500: refuse to start instead.
         raise ConfigError(f"{exc} (`publisher init` writes one)") from exc
-    server = uvicorn.Server(_config(site, host, port, access_log=access_log))
+    logs.configure(site.settings.log)
+    listener = metrics_listener(site)
+    server = uvicorn.Server(_config(site, host, port, access_log=access_log, own_logging=True))
     try:
         server.run()
     except SystemExit:
         # uvicorn exits the process when it cannot bind; say so in our one-line form.
         if server.started:
             raise
+    finally:
+        if listener is not None:
+            listener.close()
     if not server.started:
         raise PublisherError(f"cannot serve on {host}:{port} (is the port in use?)")
 

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from publisher.feeds.documents import FeedBuilder
 from publisher.feeds.websub import Pinger
 from publisher.site import Site
-from publisher.web import feeds, observability, pages, subscription
+from publisher.web import feeds, observability, pages, subscription, webhooks
 from publisher.web.cache import ContentCache
 from publisher.web.templating import PageRenderer, render_page
 
@@ -74,6 +74,7 @@ def create_app(site: Site, *, poll_interval: float = 1.0) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(subscription.router)
     app.include_router(observability.router)
+    app.include_router(webhooks.router)
     app.add_middleware(observability.RequestMetrics)
     # Routers from other modules are included here, one line each.
     return app

@@ -1,4 +1,4 @@
-"""Request limits shared by every web process (subscribe, login, API).
+"""Request limits shared by every web process, and webhook deliveries already handled.
 
 Revision ID: 0007_ratelimits
 Revises: 0003_delivery
@@ -26,8 +26,17 @@ def upgrade() -> None:
         sa.Column("count", sa.Integer, nullable=False),
     )
     op.create_index("ix_rate_limits_expires_at", "rate_limits", ["expires_at"])
+    op.create_table(
+        "webhook_deliveries",
+        sa.Column("provider", sa.String(20), primary_key=True),
+        sa.Column("delivery_id", sa.String(200), primary_key=True),
+        sa.Column("received_at", sa.DateTime, nullable=False),
+    )
+    op.create_index("ix_webhook_deliveries_received_at", "webhook_deliveries", ["received_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_webhook_deliveries_received_at", "webhook_deliveries")
+    op.drop_table("webhook_deliveries")
     op.drop_index("ix_rate_limits_expires_at", "rate_limits")
     op.drop_table("rate_limits")

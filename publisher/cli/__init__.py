@@ -7,7 +7,7 @@ import sys
 import click
 
 from publisher import __version__
-from publisher.cli import articles, database, demo, init, mailsink
+from publisher.cli import articles, database, demo, doctor, init, mailsink
 from publisher.cli import bounces as bounces_cli
 from publisher.cli import digest as digest_cli
 from publisher.cli import feed as feed_cli
@@ -48,6 +48,7 @@ for module in (
     sending_cli,
     subscribers_cli,
     bounces_cli,
+    doctor,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

@@ -391,3 +391,43 @@ async def transport_ceiling(
     elapsed = time.perf_counter() - started
     await asyncio.gather(*(client.quit() for client in clients))
     return elapsed
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one test session with a relay showed (for `publisher doctor`)."""
+
+    where: str
+    tls: bool
+    starttls_offered: bool
+    authenticated: bool
+    extensions: tuple[str, ...]
+
+
+async def probe(target: SmtpTarget, command_timeout: float) -> Probe:
+    """Open a session as delivery would (EHLO, STARTTLS, AUTH), note what it got, QUIT."""
+    connection = SmtpConnection(target, command_timeout)
+    client = await connection._connect()
+    try:
+        if not client.esmtp_extensions:
+            # Without TLS or AUTH to set up, connect() sent no EHLO yet.
+            try:
+                await client.ehlo()
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                raise ServerUnavailable(
+                    f"{target.describe()}: EHLO failed: {_describe_exc(exc)}"
+                ) from exc
+        extensions = tuple(sorted(client.esmtp_extensions))
+        tls = client.get_transport_info("sslcontext") is not None
+        return Probe(
+            where=target.describe(),
+            tls=tls,
+            starttls_offered=tls or "starttls" in client.esmtp_extensions,
+            authenticated=target.username is not None,
+            extensions=extensions,
+        )
+    finally:
+        try:
+            await client.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            client.close()

@@ -103,8 +103,7 @@ async def test_a_well_configured_site_passes(tmp_path: Path) -> None:
 
 async def test_a_misconfigured_site_fails_with_one_line_per_problem(tmp_path: Path) -> None:
     context, _ = self_signed_tls(tmp_path)
-    server = {"tls": context}
-    async with smtp_server(RecordingHandler(), **server) as port:
+    async with smtp_server(RecordingHandler(), tls=context) as port:
         # The relay offers STARTTLS but the URL refuses it; http base URL; open permissions.
         config = make_site(
             tmp_path,

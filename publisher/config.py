@@ -122,6 +122,22 @@ class DatabaseSettings(_Section):
         return value
 
 
+class RelaySettings(_Section):
+    """One [[mail.relays]] entry: an SMTP relay, its share of the mail and its own limits."""
+
+    url: str
+    weight: int = Field(1, ge=1, le=1000)
+    connections: int = Field(4, ge=1, le=64)
+    rate_per_second: float = Field(0, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^smtps?://", value):
+            raise ValueError(f"must start with smtp:// or smtps://, got {value!r}")
+        return value
+
+
 class MailSettings(_Section):
     """The [mail] section: sender identity, SMTP server, pacing and retries."""
 
@@ -141,6 +157,8 @@ class MailSettings(_Section):
     unsubscribe_mailto: str = ""
     soft_bounce_limit: int = Field(3, ge=1)
     soft_bounce_window: Duration = timedelta(days=30)
+    relays: list[RelaySettings] = []
+    relay_cooldown: Duration = timedelta(seconds=60)
 
     @field_validator("smtp_url")
     @classmethod

@@ -148,36 +148,38 @@ def _secret_key(settings: Settings) -> Check:
 
 
 async def _relays(settings: Settings) -> list[Check]:
+    urls = [relay.url for relay in settings.mail.relays] or [settings.mail.smtp_url]
+    return [await _relay(url, settings) for url in urls]
+
+
+async def _relay(url: str, settings: Settings) -> Check:
     from publisher.delivery.smtp import ServerUnavailable, parse_smtp_url, probe
 
-    checks = []
     try:
-        target = parse_smtp_url(settings.mail.smtp_url)
+        target = parse_smtp_url(url)
     except PublisherError as exc:
-        return [Check(Status.FAIL, "relay", str(exc))]
+        return Check(Status.FAIL, "relay", str(exc))
     timeout = min(NETWORK_TIMEOUT, settings.mail.timeout.total_seconds())
     try:
         found = await asyncio.wait_for(probe(target, timeout), NETWORK_TIMEOUT + 5)
     except (ServerUnavailable, TimeoutError) as exc:
         detail = str(exc) or f"{target.describe()}: no answer within {NETWORK_TIMEOUT:g} s"
-        return [Check(Status.FAIL, "relay", detail)]
+        return Check(Status.FAIL, "relay", detail)
     parts = ["EHLO ok"]
     status = Status.OK
-    local = target.host in _LOCAL_HOSTS
     if found.tls:
         parts.append("TLS in use")
     elif found.starttls_offered:
         parts.append("STARTTLS offered but not used")
         status = Status.WARN
-    elif local:
+    elif target.host in _LOCAL_HOSTS:
         parts.append("no TLS (a local relay: fine)")
     else:
         parts.append("no TLS: mail and any password cross the network in clear")
         status = Status.FAIL
     if target.username:
         parts.append(f"AUTH as {target.username} ok")
-    checks.append(Check(status, "relay", f"{found.where}: " + ", ".join(parts)))
-    return checks
+    return Check(status, "relay", f"{found.where}: " + ", ".join(parts))
 
 
 def _from_domain(settings: Settings) -> str:

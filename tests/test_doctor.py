@@ -7,7 +7,6 @@ import base64
 import os
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -177,4 +176,22 @@ def test_bad_configuration_is_one_failing_line(tmp_path: Path) -> None:
     assert os.path.basename(config) in checks[0].detail
 
 
-pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+async def test_each_relay_is_checked(tmp_path: Path) -> None:
+    async with smtp_server(RecordingHandler()) as port:
+        config = make_site(tmp_path, f"smtp://127.0.0.1:{port}")
+        dead = free_port()
+        text = config.read_text().replace(
+            "[digest]\n",
+            f'[[mail.relays]]\nurl = "smtp://127.0.0.1:{port}"\n'
+            f'[[mail.relays]]\nurl = "smtp://127.0.0.1:{dead}"\n\n[digest]\n',
+            1,
+        )
+        config.write_text(text)
+
+        async def lookup(name: str) -> list[str] | None:
+            return None
+
+        checks = await run_checks(str(config), lookup=lookup)
+    relays = by_name(checks)["relay"]
+    assert [check.status for check in relays] == [Status.OK, Status.FAIL]
+    assert str(dead) in relays[1].detail

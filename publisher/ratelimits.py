@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
+from publisher import metrics
 from publisher.clock import Clock
 from publisher.db import Base, is_sqlite, transaction
 
@@ -99,6 +100,7 @@ class Limiter:
             await self.prune()
         count, expires_at = int(row[0]), float(row[1])
         if count > limit.limit:
+            metrics.count_rate_limited(limit.scope)
             # Another process may have opened the window with a clock reading taken a
             # moment after ours: never ask for more than one period.
             return min(limit.period, max(1.0, expires_at - now))

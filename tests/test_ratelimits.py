@@ -8,16 +8,23 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from publisher.db import transaction
+from publisher.metrics import REGISTRY
 from publisher.ratelimits import Limit, Limiter, RateLimitRow, retry_after
 from publisher.site import Site
 
 LOGIN = Limit("test-login", 5, 300.0)
 
 
+def refused() -> float:
+    return REGISTRY.get_sample_value("publisher_rate_limited_total", {"scope": LOGIN.scope}) or 0
+
+
 async def test_concurrent_hits_count_exactly(site: Site) -> None:
     limiter = Limiter(site.engine, site.clock)
+    before = refused()
     waits = await asyncio.gather(*(limiter.hit(LOGIN, "198.51.100.7") for _ in range(40)))
     assert sum(wait is None for wait in waits) == LOGIN.limit
+    assert refused() - before == 40 - LOGIN.limit
     assert all(wait == 300.0 for wait in waits if wait is not None)
 
 

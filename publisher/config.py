@@ -155,6 +155,7 @@ class MailSettings(_Section):
     dkim_key_file: Path | None = None
     postal_address: str = ""
     unsubscribe_mailto: str = ""
+    return_path: str = ""
     soft_bounce_limit: int = Field(3, ge=1)
     soft_bounce_window: Duration = timedelta(days=30)
     relays: list[RelaySettings] = []
@@ -182,6 +183,7 @@ class WebSettings(_Section):
     secret_key: str = ""
     feed_cache_seconds: int = Field(300, ge=0)
     websub_hub: str = ""
+    max_request_bytes: int = Field(1024 * 1024, ge=1024)
 
     @field_validator("websub_hub")
     @classmethod
@@ -253,6 +255,12 @@ class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class FetchSettings(_Section):
+    """The [fetch] section: how pages and followed feeds are fetched."""
+
+    allow_private_addresses: bool = False
+
+
 class SourceSettings(_Section):
     """One [[sources]] entry: a feed to follow and import."""
 
@@ -276,6 +284,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     webhooks: WebhookSettings = WebhookSettings()
     log: LogSettings = LogSettings()
+    fetch: FetchSettings = FetchSettings()
     sources: list[SourceSettings] = []
 
     #: The file these settings came from (None when built from defaults alone).

@@ -366,6 +366,7 @@ def test_template_mentions_every_user_facing_section() -> None:
         "[metrics]",
         "[webhooks]",
         "[log]",
+        "[fetch]",
         "[[sources]]",
     ):
         assert section in CONFIG_TEMPLATE
@@ -379,6 +380,7 @@ def test_template_mentions_every_user_facing_section() -> None:
         "metrics",
         "webhooks",
         "log",
+        "fetch",
         "sources",
     }
 

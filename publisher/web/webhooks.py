@@ -3,7 +3,7 @@
 Each endpoint answers 404 until its provider is configured in ``[webhooks]``. A request
 is read up to MAX_BODY bytes, verified by its provider's module in delivery/webhooks,
 checked against the deliveries already handled (a replay is acknowledged and ignored),
-and its events recorded with subscribers.bounces.record_bounce, as `bounces process` does.
+and its events recorded with subscribers.bounces.record_verified, as `bounces process` does.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from publisher.delivery.webhooks import (
 )
 from publisher.errors import FetchError
 from publisher.site import Site
-from subscribers import bounces
+from subscribers import bounces, repository
 
 log = logging.getLogger("publisher.webhooks")
 router = APIRouter()
@@ -115,9 +115,12 @@ async def record(site: Site, delivery: Delivery) -> bool:
         if not await seen.first_time(session, delivery.provider, delivery.delivery_id, now):
             return False
         for event in delivery.events:
-            await bounces.record_bounce(
+            subscriber = await repository.get_by_email(session, event.email)
+            if subscriber is None:
+                continue  # not a reader (any more): nothing of ours to suppress
+            await bounces.record_verified(
                 session,
-                event.email,
+                subscriber.id,
                 event.kind,
                 event.detail,
                 now,

@@ -9,7 +9,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from publisher.content.models import UTCDateTime
+from publisher.columns import UTCDateTime
 from publisher.db import Base
 
 #: How long a delivery id is remembered; far beyond any signed timestamp's window.

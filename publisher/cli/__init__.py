@@ -28,6 +28,8 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "subscribers": ("publisher.cli.subscribers",),
     "bounces": ("publisher.cli.bounces",),
     "doctor": ("publisher.cli.doctor",),
+    "users": ("publisher.cli.users",),
+    "tokens": ("publisher.cli.tokens",),
 }
 
 

@@ -1,7 +1,7 @@
 """Request limits shared by every web process, and webhook deliveries already handled.
 
 Revision ID: 0007_ratelimits
-Revises: 0004_outbox_kinds
+Revises: 0008_accounts
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_ratelimits"
-down_revision = "0004_outbox_kinds"
+down_revision = "0008_accounts"
 branch_labels = None
 depends_on = None
 

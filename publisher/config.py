@@ -122,6 +122,22 @@ class DatabaseSettings(_Section):
         return value
 
 
+class RelaySettings(_Section):
+    """One [[mail.relays]] entry: an SMTP relay, its share of the mail and its own limits."""
+
+    url: str
+    weight: int = Field(1, ge=1, le=1000)
+    connections: int = Field(4, ge=1, le=64)
+    rate_per_second: float = Field(0, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^smtps?://", value):
+            raise ValueError(f"must start with smtp:// or smtps://, got {value!r}")
+        return value
+
+
 class MailSettings(_Section):
     """The [mail] section: sender identity, SMTP server, pacing and retries."""
 
@@ -143,6 +159,8 @@ class MailSettings(_Section):
     unsubscribe_notice: bool = False
     soft_bounce_limit: int = Field(3, ge=1)
     soft_bounce_window: Duration = timedelta(days=30)
+    relays: list[RelaySettings] = []
+    relay_cooldown: Duration = timedelta(seconds=60)
 
     @field_validator("smtp_url")
     @classmethod
@@ -184,6 +202,60 @@ class FeedSettings(_Section):
     archive_size: int = Field(100, ge=10, le=10000)
 
 
+class MetricsSettings(_Section):
+    """The [metrics] section: where Prometheus reads /metrics (nowhere public by default)."""
+
+    listen: str = ""
+    token: str = ""
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[\w.-]+):\d{1,5}", value):
+            raise ValueError(f"must be HOST:PORT, e.g. 127.0.0.1:9108, got {value!r}")
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        if value and (len(value) < 16 or not value.isascii() or any(c.isspace() for c in value)):
+            raise ValueError("must be at least 16 printable ASCII characters without spaces")
+        return value
+
+
+class WebhookSettings(_Section):
+    """The [webhooks] section: provider bounce and complaint webhooks (each off until set)."""
+
+    ses_topics: list[str] = []
+    postmark_username: str = ""
+    postmark_password: str = ""
+    mailgun_signing_key: str = ""
+    sendgrid_public_key: str = ""
+    max_age: Duration = timedelta(minutes=5)
+
+    @field_validator("ses_topics")
+    @classmethod
+    def _topics(cls, value: list[str]) -> list[str]:
+        for topic in value:
+            if not re.fullmatch(r"arn:aws[\w-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}", topic):
+                raise ValueError(f"not an SNS topic ARN: {topic!r}")
+        return value
+
+    @field_validator("postmark_password", "mailgun_signing_key")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        if value and len(value) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+
+class LogSettings(_Section):
+    """The [log] section: how long-running commands log."""
+
+    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
 class FetchSettings(_Section):
     """The [fetch] section: how pages and followed feeds are fetched."""
 
@@ -210,6 +282,9 @@ class Settings(BaseSettings):
     digest: DigestSettings = DigestSettings()
     web: WebSettings = WebSettings()
     feeds: FeedSettings = FeedSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    log: LogSettings = LogSettings()
     fetch: FetchSettings = FetchSettings()
     sources: list[SourceSettings] = []
 

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from publisher import db, planning
+from publisher import db, metrics, planning
 from publisher.config import Settings
 from publisher.content.models import PUBLISHED, Article
 from publisher.delivery import outbox
@@ -336,6 +336,7 @@ class ScheduleRunner:
     async def tick(self) -> None:
         """Run one digest tick against the site's clock and log what it did."""
         report = await run_tick(self.site, stop=self.stopping)
+        metrics.count_tick()
         self.ticks.append(report)
         log.info("%s", report.summary())
 
@@ -343,6 +344,9 @@ class ScheduleRunner:
         """Import the followed feeds; ping the WebSub hub when anything changed."""
         report = await follow_sources(self.site)
         changed = report.count("created") + report.count("updated")
+        for result in ("created", "updated"):
+            metrics.count_imports(result, report.count(result))
+        metrics.count_imports("failed", len(report.failed))
         log.info(
             "sources: %d feeds, %d new, %d updated, %d failed",
             len(report.feeds),

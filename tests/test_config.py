@@ -363,6 +363,9 @@ def test_template_mentions_every_user_facing_section() -> None:
         "[digest]",
         "[web]",
         "[feeds]",
+        "[metrics]",
+        "[webhooks]",
+        "[log]",
         "[fetch]",
         "[[sources]]",
     ):
@@ -374,6 +377,9 @@ def test_template_mentions_every_user_facing_section() -> None:
         "digest",
         "web",
         "feeds",
+        "metrics",
+        "webhooks",
+        "log",
         "fetch",
         "sources",
     }

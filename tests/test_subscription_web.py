@@ -19,9 +19,10 @@ from fastapi import FastAPI
 from publisher.clock import FrozenClock
 from publisher.db import transaction
 from publisher.delivery.mailsink import MailSink
+from publisher.ratelimits import Limit
 from publisher.site import Site
 from publisher.web.app import create_app
-from publisher.web.subscription import SlidingWindow, SubscriptionState, drain
+from publisher.web.subscription import SubscriptionState, drain
 from subscribers import consent, repository, suppression
 from subscribers.models import ACTIVE, PENDING, UNSUBSCRIBED
 from subscribers.repository import Consent, Preferences
@@ -180,8 +181,8 @@ async def test_responses_are_identical_whatever_the_address_state(web: Web) -> N
     addresses = await prepare_states(web.site)
     csrf = await web.form("/subscribe")
     state: SubscriptionState = web.app.state.subscription
-    state.ip_limit = SlidingWindow(1000, 600)
-    state.address_limit = SlidingWindow(1000, 3600)
+    state.ip_limit = Limit("subscribe-ip", 1000, 600)
+    state.address_limit = Limit("subscribe-address", 1000, 3600)
     seen: dict[str, tuple[int, str, tuple[tuple[str, str], ...]]] = {}
     timings: dict[str, list[float]] = {name: [] for name in addresses}
     api_seen: set[tuple[int, str]] = set()

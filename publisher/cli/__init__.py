@@ -27,6 +27,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "worker": ("publisher.cli.sending",),
     "subscribers": ("publisher.cli.subscribers",),
     "bounces": ("publisher.cli.bounces",),
+    "doctor": ("publisher.cli.doctor",),
     "users": ("publisher.cli.users",),
     "tokens": ("publisher.cli.tokens",),
 }

@@ -91,6 +91,22 @@ archive_size = 100
 # Fetching pages and feeds from loopback or private addresses is refused unless allowed:
 allow_private_addresses = false
 
+# Prometheus metrics: a separate listener, and/or /metrics on the web app with a token.
+[metrics]
+# listen = "127.0.0.1:9108"
+# token = "replace-with-a-long-random-string"
+
+# Bounce and complaint webhooks from your mail provider (docs/operations.md):
+[webhooks]
+# ses_topics = ["arn:aws:sns:us-east-1:123456789012:publisher-bounces"]
+# postmark_username = "postmark"
+# postmark_password = "replace-with-a-long-random-string"
+# mailgun_signing_key = "key-from-mailgun-webhooks-page"
+# sendgrid_public_key = "from SendGrid's Signed Event Webhook page"
+
+[log]
+format = "text"   # or "json": one JSON object per line
+
 # Feeds to follow and import on a schedule:
 # [[sources]]
 # url = "https://example.org/feed.xml"

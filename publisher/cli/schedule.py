@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC
 
 import click
@@ -21,17 +20,22 @@ def schedule_group() -> None:
 @pass_cli
 def run_command(cli: CliContext) -> None:
     """Run the scheduler until SIGTERM or Ctrl-C (one per database)."""
+    from publisher import logs
+    from publisher.metrics import metrics_listener
     from publisher.scheduling import ScheduleRunner
 
     site = cli.site()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    # APScheduler logs every job start and end at INFO; our tick summary is enough.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logs.configure(site.settings.log)
+    listener = metrics_listener(site)
 
     async def work(site: Site) -> None:
         await ScheduleRunner(site).run_until_stopped()
 
-    run(site, work)
+    try:
+        run(site, work)
+    finally:
+        if listener is not None:
+            listener.close()
 
 
 @schedule_group.command("show")

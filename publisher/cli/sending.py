@@ -337,7 +337,12 @@ async def _status(site: Site, key: str | None, as_json: bool) -> None:
 @pass_cli
 def worker(cli: CliContext) -> None:
     """Send queued mail until SIGTERM, then finish what is in flight and exit."""
+    from publisher import logs
+    from publisher.metrics import metrics_listener
+
     site = cli.site()
+    logs.configure(site.settings.log)
+    listener = metrics_listener(site)
 
     async def work(site: Site) -> DeliveryReport:
         stop = asyncio.Event()
@@ -356,7 +361,11 @@ def worker(cli: CliContext) -> None:
         console.print(f"worker stopped: {report}", markup=False)
         return report
 
-    report = run(site, work)
+    try:
+        report = run(site, work)
+    finally:
+        if listener is not None:
+            listener.close()
     if report.paused and not report.sent:
         err_console.print(f"last pause: {report.paused}", markup=False)
 

@@ -9,6 +9,7 @@ permanent), except the failures that are the server's or our configuration's fau
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import ssl
 import time
@@ -368,15 +369,148 @@ def _describe_exc(exc: BaseException) -> str:
     return _one_line(str(exc)) or exc.__class__.__name__
 
 
+class Relay:
+    """One [[mail.relays]] entry in this process: its sessions, pace and health."""
+
+    def __init__(self, target: SmtpTarget, weight: int, connections: int, rate: float) -> None:
+        self.target = target
+        self.weight = weight
+        self.rate = rate
+        self.down_until = 0.0
+        self.last_error = ""
+        self._next_send = 0.0
+        self._connections = connections
+        self._free: asyncio.Queue[SmtpConnection] | None = None
+
+    def sessions(self, timeout: float) -> asyncio.Queue[SmtpConnection]:
+        """Return the relay's idle sessions (created on first use, on the running loop)."""
+        if self._free is None:
+            self._free = asyncio.Queue()
+            for _ in range(self._connections):
+                self._free.put_nowait(SmtpConnection(self.target, timeout))
+        return self._free
+
+    def healthy(self, now: float) -> bool:
+        """Tell whether the relay is not being skipped after a refusal."""
+        return now >= self.down_until
+
+    async def pace(self) -> None:
+        """Wait for this relay's per-process rate_per_second, if it has one."""
+        if self.rate <= 0:
+            return
+        now = time.monotonic()
+        wait = self._next_send - now
+        self._next_send = max(now, self._next_send) + 1.0 / self.rate
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def close(self) -> None:
+        """Close every session of the relay."""
+        if self._free is not None:
+            sessions = []
+            while not self._free.empty():
+                sessions.append(self._free.get_nowait())
+            await asyncio.gather(*(session.close() for session in sessions))
+            for session in sessions:
+                self._free.put_nowait(session)
+
+
+def relays_of(mail: MailSettings) -> list[Relay]:
+    """Return the configured relays: [[mail.relays]], else mail.smtp_url with weight 1."""
+    if not mail.relays:
+        return [Relay(parse_smtp_url(mail.smtp_url), 1, mail.connections, 0)]
+    return [
+        Relay(parse_smtp_url(relay.url), relay.weight, relay.connections, relay.rate_per_second)
+        for relay in mail.relays
+    ]
+
+
+class RelayConnection(SmtpConnection):
+    """A pool slot that sends each message through a relay chosen by weight, failing over.
+
+    A relay that cannot be reached (or refuses the session) is skipped for
+    mail.relay_cooldown and the message goes to another; only when every relay is
+    down does ServerUnavailable reach the caller, which pauses as with one relay.
+    """
+
+    def __init__(self, relays: list[Relay], timeout: float, cooldown: float) -> None:
+        super().__init__(relays[0].target, timeout)
+        self.relays = relays
+        self.cooldown = cooldown
+        self._random = random.Random()
+        self._held: SmtpConnection | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Tell whether this slot is in the middle of a send."""
+        return self._held is not None
+
+    def _choose(self, tried: set[int]) -> Relay | None:
+        now = time.monotonic()
+        candidates = [r for n, r in enumerate(self.relays) if n not in tried and r.healthy(now)]
+        if not candidates:
+            return None
+        timeout = self.timeout
+        # Prefer relays with an idle session: a busy relay's share goes to the others.
+        idle = [r for r in candidates if not r.sessions(timeout).empty()]
+        pool = idle or candidates
+        return self._random.choices(pool, weights=[r.weight for r in pool])[0]
+
+    async def send(
+        self,
+        sender: str,
+        recipients: list[str],
+        message: bytes,
+        *,
+        before_data: Callable[[], Awaitable[None]] | None = None,
+    ) -> dict[str, Reply]:
+        """Send through a healthy relay; fail over to the next when one is unavailable."""
+        tried: set[int] = set()
+        errors: list[str] = []
+        while True:
+            relay = self._choose(tried)
+            if relay is None:
+                detail = "; ".join(errors) or "; ".join(
+                    f"{r.target.describe()}: {r.last_error}" for r in self.relays
+                )
+                raise ServerUnavailable(f"every relay is unavailable: {detail}")
+            tried.add(self.relays.index(relay))
+            sessions = relay.sessions(self.timeout)
+            session = await sessions.get()
+            self._held = session
+            try:
+                await relay.pace()
+                return await session.send(sender, recipients, message, before_data=before_data)
+            except ServerUnavailable as exc:
+                relay.down_until = time.monotonic() + self.cooldown
+                relay.last_error = str(exc)
+                errors.append(str(exc))
+                await session.close()
+            finally:
+                self._held = None
+                sessions.put_nowait(session)
+
+    async def close(self) -> None:
+        """Close every relay's sessions (the pool closes them once; repeats are harmless)."""
+        await asyncio.gather(*(relay.close() for relay in self.relays))
+
+
 class SmtpPool:
-    """mail.connections persistent connections to mail.smtp_url."""
+    """Persistent connections to mail.smtp_url, or spread over [[mail.relays]]."""
 
     def __init__(self, mail: MailSettings, size: int | None = None) -> None:
         self.target = parse_smtp_url(mail.smtp_url)
         timeout = mail.timeout.total_seconds()
-        self.connections = [
-            SmtpConnection(self.target, timeout) for _ in range(size or mail.connections)
-        ]
+        self.connections: list[SmtpConnection]
+        if not mail.relays:
+            self.connections = [
+                SmtpConnection(self.target, timeout) for _ in range(size or mail.connections)
+            ]
+            return
+        relays = relays_of(mail)
+        cooldown = mail.relay_cooldown.total_seconds()
+        slots = size or sum(relay.connections for relay in mail.relays)
+        self.connections = [RelayConnection(relays, timeout, cooldown) for _ in range(slots)]
 
     async def close(self) -> None:
         """Close every connection."""
@@ -395,8 +529,13 @@ async def send_message(
     """Send one transactional message now, or raise DeliveryError naming who was refused."""
     if not recipients:
         raise DeliveryError("no recipients given")
-    connection = SmtpConnection(
-        parse_smtp_url(mail_settings.smtp_url), mail_settings.timeout.total_seconds()
+    timeout = mail_settings.timeout.total_seconds()
+    connection = (
+        RelayConnection(
+            relays_of(mail_settings), timeout, mail_settings.relay_cooldown.total_seconds()
+        )
+        if mail_settings.relays
+        else SmtpConnection(parse_smtp_url(mail_settings.smtp_url), timeout)
     )
     try:
         replies = await connection.send(sender, recipients, message)
@@ -460,3 +599,43 @@ async def transport_ceiling(
     elapsed = time.perf_counter() - started
     await asyncio.gather(*(client.quit() for client in clients))
     return elapsed
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one test session with a relay showed (for `publisher doctor`)."""
+
+    where: str
+    tls: bool
+    starttls_offered: bool
+    authenticated: bool
+    extensions: tuple[str, ...]
+
+
+async def probe(target: SmtpTarget, command_timeout: float) -> Probe:
+    """Open a session as delivery would (EHLO, STARTTLS, AUTH), note what it got, QUIT."""
+    connection = SmtpConnection(target, command_timeout)
+    client = await connection._connect()
+    try:
+        if not client.esmtp_extensions:
+            # Without TLS or AUTH to set up, connect() sent no EHLO yet.
+            try:
+                await client.ehlo()
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                raise ServerUnavailable(
+                    f"{target.describe()}: EHLO failed: {_describe_exc(exc)}"
+                ) from exc
+        extensions = tuple(sorted(client.esmtp_extensions))
+        tls = client.get_transport_info("sslcontext") is not None
+        return Probe(
+            where=target.describe(),
+            tls=tls,
+            starttls_offered=tls or "starttls" in client.esmtp_extensions,
+            authenticated=target.username is not None,
+            extensions=extensions,
+        )
+    finally:
+        try:
+            await client.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            client.close()

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from publisher import metrics
 from publisher.delivery.compose import Composer
 from publisher.delivery.editions import resume_enqueues
 from publisher.delivery.models import CANCELLED, FAILED, RETRYING, SENT, MailKind
@@ -159,6 +160,7 @@ class _Recorder:
                 self.progress(self.report)
 
     def _count(self, outcome: Outcome) -> None:
+        metrics.count_messages(outcome.job.kind, [outcome.status])
         if outcome.status == SENT:
             self.report.sent += 1
         elif outcome.status == FAILED:

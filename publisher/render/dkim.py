@@ -14,13 +14,11 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import dkim
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from publisher.clock import SystemClock
 from publisher.config import MailSettings
 from publisher.errors import ConfigError, InputError
+from publisher.keys import MIN_KEY_BITS, RsaSigningKey, load_dkim_key
 
 #: Headers every digest signature covers (RFC 8058 requires the List-Unsubscribe pair).
 SIGNED_HEADERS = (
@@ -56,8 +54,8 @@ OVERSIGNED = (
     "content-transfer-encoding",
 )
 
-#: RFC 8301: verifiers reject RSA keys under 1024 bits.
-MIN_KEY_BITS = 1024
+#: RFC 8301: verifiers reject RSA keys under 1024 bits (publisher.keys enforces it).
+__all__ = ["MIN_KEY_BITS", "DkimSigner", "load_private_key"]
 _LINE = 78  # RFC 5322 SHOULD: lines of at most 78 characters before CRLF
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DNS_NAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*")
@@ -67,8 +65,6 @@ _WSP = re.compile(rb"[ \t]+")
 _NAME = b"DKIM-Signature"
 
 _OVERSIGNED = tuple(name.encode("ascii") for name in OVERSIGNED)
-_PADDING = padding.PKCS1v15()
-_SHA256 = hashes.SHA256()
 
 
 def canonical_header(name: bytes, value: bytes) -> bytes:
@@ -140,19 +136,9 @@ def _is_dns_name(value: str) -> bool:
     return bool(_DNS_NAME.fullmatch(value))
 
 
-def load_private_key(pem: bytes) -> rsa.RSAPrivateKey:
+def load_private_key(pem: bytes) -> RsaSigningKey:
     """Load an unencrypted PEM RSA private key of at least 1024 bits."""
-    try:
-        key = serialization.load_pem_private_key(pem, password=None)
-    except TypeError as exc:  # the key is encrypted
-        raise InputError("DKIM key is password-protected; store it unencrypted") from exc
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise InputError(f"unusable DKIM key: {exc}") from exc
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise InputError("DKIM key is not an RSA key (only rsa-sha256 is supported)")
-    if key.key_size < MIN_KEY_BITS:
-        raise InputError(f"DKIM key has {key.key_size} bits; use 2048 (at least {MIN_KEY_BITS})")
-    return key
+    return load_dkim_key(pem)
 
 
 class DkimSigner:
@@ -218,7 +204,7 @@ class DkimSigner:
         lines.append(b" b=")
         header = b"\r\n".join(lines)
         hashed.append(canonical_header(_NAME, header[len(_NAME) + 1 :]).removesuffix(b"\r\n"))
-        signature = base64.b64encode(self._key.sign(b"".join(hashed), _PADDING, _SHA256))
+        signature = base64.b64encode(self._key.sign_sha256(b"".join(hashed)))
         width = _LINE - 3
         folded = [signature[:width]]
         folded += [signature[i : i + _LINE - 1] for i in range(width, len(signature), _LINE - 1)]

@@ -12,7 +12,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from publisher.feeds.documents import FeedBuilder
 from publisher.feeds.websub import Pinger
 from publisher.site import Site
-from publisher.web import api, digests, discovery, feeds, pages, subscription
+from publisher.web import (
+    api,
+    digests,
+    discovery,
+    feeds,
+    observability,
+    pages,
+    subscription,
+    webhooks,
+)
 from publisher.web.cache import ContentCache
 from publisher.web.headers import SecurityHeaders
 from publisher.web.limits import BodyLimit
@@ -37,6 +46,7 @@ def create_app(site: Site, *, poll_interval: float = 1.0) -> FastAPI:
             await pinger.aclose()
             await sender.stop()
             await subscription.drain(app)  # queue what requests promised; try sending it
+            observability.close(app)
             await site.aclose()
 
     app = FastAPI(
@@ -83,6 +93,9 @@ def create_app(site: Site, *, poll_interval: float = 1.0) -> FastAPI:
     app.include_router(subscription.router)
     app.include_router(digests.router)
     app.include_router(discovery.router)
+    app.include_router(observability.router)
+    app.include_router(webhooks.router)
+    app.add_middleware(observability.RequestMetrics)
     # Routers from other modules are included here, one line each.
     api.install(app)
     return app

@@ -11,7 +11,9 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from publisher import logs
 from publisher.errors import ConfigError, PublisherError
+from publisher.metrics import metrics_listener
 from publisher.site import Site
 from publisher.web.app import create_app
 from subscribers.errors import TokenError
@@ -47,7 +49,13 @@ _ACCESS_FILTER = RedactTokens()
 
 
 def _config(
-    site: Site, host: str, port: int, *, access_log: bool, **options: object
+    site: Site,
+    host: str,
+    port: int,
+    *,
+    access_log: bool,
+    own_logging: bool = False,
+    **options: object,
 ) -> uvicorn.Config:
     config = uvicorn.Config(
         create_app(site, **options),  # type: ignore[arg-type]
@@ -58,6 +66,8 @@ def _config(
         server_header=False,
         proxy_headers=True,
         lifespan="on",
+        # None: keep the handlers publisher.logs installed (format, scrubbing).
+        log_config=None if own_logging else uvicorn.config.LOGGING_CONFIG,
     )
     # After Config, which configures logging: the filter must outlive that set-up.
     access = logging.getLogger("uvicorn.access")
@@ -75,13 +85,18 @@ def serve(
     except TokenError as exc:
         # Without a key every subscription page would answer 500: refuse to start instead.
         raise ConfigError(f"{exc} (`publisher init` writes one)") from exc
-    server = uvicorn.Server(_config(site, host, port, access_log=access_log))
+    logs.configure(site.settings.log)
+    listener = metrics_listener(site)
+    server = uvicorn.Server(_config(site, host, port, access_log=access_log, own_logging=True))
     try:
         server.run()
     except SystemExit:
         # uvicorn exits the process when it cannot bind; say so in our one-line form.
         if server.started:
             raise
+    finally:
+        if listener is not None:
+            listener.close()
     if not server.started:
         raise PublisherError(f"cannot serve on {host}:{port} (is the port in use?)")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import available_timezones
@@ -17,6 +16,7 @@ from publisher.content.store import ArticleStore
 from publisher.db import transaction
 from publisher.delivery import notices
 from publisher.delivery.models import MailKind
+from publisher.ratelimits import Limit, Limiter, retry_after
 from publisher.render.i18n import choose_language, negotiate_language, translations
 from publisher.site import Site
 from publisher.web.limits import InvalidJson, body_limit, parse_json
@@ -34,45 +34,15 @@ router = APIRouter()
 
 CSRF_COOKIE = "publisher_csrf"
 HONEYPOT = "website"
-#: Subscribe attempts allowed per client IP, and per address, in a sliding window.
-IP_LIMIT = (10, 600.0)
-ADDRESS_LIMIT = (3, 3600.0)
+#: Subscribe attempts allowed per client IP, and per address, counted in the database.
+IP_LIMIT = Limit("subscribe-ip", 10, 600.0)
+ADDRESS_LIMIT = Limit("subscribe-address", 3, 3600.0)
 MAX_FORM_BYTES = 16 * 1024
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 #: The notice each outcome of a subscribe request queues.
 NOTICE_FOR = {"confirm": MailKind.CONFIRMATION, "already": MailKind.ALREADY_SUBSCRIBED}
 #: Every POST here reads at most MAX_FORM_BYTES, counted while the body streams in.
 SMALL_BODY = [Depends(body_limit(MAX_FORM_BYTES))]
-
-
-class SlidingWindow:
-    """Count hits per key within a period; tell how long to wait once over the limit."""
-
-    def __init__(self, limit: int, period: float, max_keys: int = 50_000) -> None:
-        self.limit = limit
-        self.period = period
-        self.max_keys = max_keys
-        self._hits: dict[str, deque[float]] = {}
-
-    def hit(self, key: str, now: float) -> float | None:
-        """Record a hit; return seconds to wait when the key is over its limit, else None."""
-        hits = self._hits.get(key)
-        if hits is None:
-            if len(self._hits) >= self.max_keys:
-                self._prune(now)
-            hits = self._hits[key] = deque()
-        while hits and hits[0] <= now - self.period:
-            hits.popleft()
-        if len(hits) >= self.limit:
-            return max(1.0, hits[0] + self.period - now)
-        hits.append(now)
-        return None
-
-    def _prune(self, now: float) -> None:
-        for key in [k for k, v in self._hits.items() if not v or v[-1] <= now - self.period]:
-            del self._hits[key]
-        while len(self._hits) >= self.max_keys:
-            del self._hits[next(iter(self._hits))]
 
 
 @dataclass
@@ -82,8 +52,9 @@ class SubscriptionState:
     site: Site
     tokens: Tokens
     sender: notices.NoticeSender
-    ip_limit: SlidingWindow = field(default_factory=lambda: SlidingWindow(*IP_LIMIT))
-    address_limit: SlidingWindow = field(default_factory=lambda: SlidingWindow(*ADDRESS_LIMIT))
+    limiter: Limiter
+    ip_limit: Limit = IP_LIMIT
+    address_limit: Limit = ADDRESS_LIMIT
     jobs: set[asyncio.Task[None]] = field(default_factory=set)
 
     def spawn(self, job: Any) -> None:
@@ -108,7 +79,9 @@ def state_of(request: Request) -> SubscriptionState:
     if found is None:
         site: Site = request.app.state.site
         tokens = Tokens(site.settings.web.secret_key, clock=site.clock)
-        found = SubscriptionState(site, tokens, notice_sender(request.app))
+        found = SubscriptionState(
+            site, tokens, notice_sender(request.app), Limiter(site.engine, site.clock)
+        )
         request.app.state.subscription = found
     assert isinstance(found, SubscriptionState)
     return found
@@ -300,13 +273,12 @@ def _parse_subscription(
     return address, preferences, errors
 
 
-def _limited(request: Request, address: Address) -> float | None:
+async def _limited(request: Request, address: Address) -> float | None:
     state = state_of(request)
-    now = state.site.clock.now().timestamp()
     client = request.client.host if request.client else "unknown"
-    wait = state.ip_limit.hit(client, now)
+    wait = await state.limiter.hit(state.ip_limit, client)
     if wait is None:
-        wait = state.address_limit.hit(address.key, now)
+        wait = await state.limiter.hit(state.address_limit, address.key)
     return wait
 
 
@@ -373,7 +345,7 @@ async def subscribe_form(request: Request) -> Response:
     address, preferences, errors = _parse_subscription(values, language)
     if errors or address is None or preferences is None:
         return _subscribe_form(request, language, values=values, errors=errors, status_code=400)
-    wait = _limited(request, address)
+    wait = await _limited(request, address)
     if wait is not None:
         message = _gettext(language)("Too many attempts. Please try again later.")
         return _subscribe_form(
@@ -382,7 +354,7 @@ async def subscribe_form(request: Request) -> Response:
             values=values,
             errors=[message],
             status_code=429,
-            headers={"Retry-After": str(int(wait + 0.999))},
+            headers={"Retry-After": retry_after(wait)},
         )
     # A bot filled in the hidden field: say the same thing, do nothing.
     if not values.get(HONEYPOT):
@@ -416,12 +388,12 @@ async def subscribe_api(request: Request) -> Response:
     address, preferences, errors = _parse_subscription(values, language)
     if errors or address is None or preferences is None:
         return JSONResponse({"error": " ".join(errors)}, status_code=422)
-    wait = _limited(request, address)
+    wait = await _limited(request, address)
     if wait is not None:
         return JSONResponse(
             {"error": "too many requests"},
             status_code=429,
-            headers={"Retry-After": str(int(wait + 0.999))},
+            headers={"Retry-After": retry_after(wait)},
         )
     if not values.get(HONEYPOT):
         site: Site = request.app.state.site

@@ -1,6 +1,6 @@
 """Accounts: users, login sessions, API tokens, login throttles and the audit log.
 
-Revision ID: 0008_accounts
+Revision ID: 0005_accounts
 Revises: 0004_outbox_kinds
 Create Date: 2026-12-01
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_accounts"
+revision = "0005_accounts"
 down_revision = "0004_outbox_kinds"
 branch_labels = None
 depends_on = None

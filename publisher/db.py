@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -67,15 +68,20 @@ def sqlite_path(url: str) -> Path | None:
     return Path(rest.removeprefix("/"))
 
 
-def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+def apply_sqlite_pragmas(dbapi_connection: Any, busy_ms: int = 30000) -> None:
+    """Give a SQLite connection the settings every Publisher connection has."""
     cursor = dbapi_connection.cursor()
     # WAL lets the web server read while a send or import writes; busy_timeout
     # makes concurrent writers wait instead of failing at once.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     cursor.close()
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    apply_sqlite_pragmas(dbapi_connection)
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -166,6 +172,7 @@ def error_line(exc: SQLAlchemyError) -> str:
 
 
 def _make_parent(url: str) -> None:
+    """Create a SQLite database's folder, and the file itself readable by its owner only."""
     path = sqlite_path(url)
     if path is None:
         return
@@ -175,6 +182,14 @@ def _make_parent(url: str) -> None:
         raise StoreError(
             f"database {url}: cannot create the folder {path.parent}: {exc.strerror}"
         ) from exc
+    # SQLite creates the -wal and -shm files with the database file's mode, so an empty
+    # 0600 file made here keeps all three private (sqlite3 alone would use 0644).
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"database {url}: cannot create {path}: {exc.strerror}") from exc
 
 
 def _redacted(url: str) -> str:

@@ -10,18 +10,21 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from publisher.config import Settings
 from publisher.content.models import PUBLISHED, Article
 from publisher.db import transaction
 from publisher.delivery.models import Edition, EditionVariant, MailKind
 from publisher.delivery.outbox import Job
+from publisher.delivery.smtp import sender_address
 from publisher.errors import ConfigError
 from publisher.render import transactional
 from publisher.render.digest import Digest, render_digest
 from publisher.render.i18n import choose_language
 from publisher.render.message import MessageTemplate, Recipient, build_digest_template
 from publisher.site import Site
-from subscribers.errors import TokenError
+from subscribers.errors import InvalidInput, TokenError
 from subscribers.tokens import Tokens
+from subscribers.verp import ReturnPaths
 
 
 def reader_links(site: Site) -> tuple[Tokens, str]:
@@ -33,12 +36,25 @@ def reader_links(site: Site) -> tuple[Tokens, str]:
     return tokens, site.settings.site.base_url
 
 
+def return_paths(settings: Settings) -> ReturnPaths:
+    """Return the signer of envelope senders: mail.return_path, else the From address."""
+    address = settings.mail.return_path or sender_address(settings.mail.from_)
+    key = "mail.return_path" if settings.mail.return_path else "mail.from"
+    try:
+        return ReturnPaths(settings.web.secret_key, address)
+    except TokenError as exc:
+        raise ConfigError(f"web.secret_key: {exc} (bounce tokens are signed with it)") from exc
+    except InvalidInput as exc:
+        raise ConfigError(f"{key}: {exc}") from exc
+
+
 class Composer:
     """Cache one MessageTemplate per variant (and test copy) and personalize it per job."""
 
     def __init__(self, site: Site) -> None:
         self.site = site
         self.tokens, self.base_url = reader_links(site)
+        self.return_paths = return_paths(site.settings)
         self._templates: dict[int, MessageTemplate | None] = {}
         self._copies: dict[int, MessageTemplate | None] = {}
 
@@ -130,6 +146,7 @@ class Composer:
                 preferences_url=f"{self.base_url}/preferences/{self.tokens.preferences(subscriber)}",
                 message_id=job.message_id,
                 language=template.language,
+                bounce_token=self.return_paths.token(subscriber, _message_ref(job)),
             )
         )
 
@@ -143,6 +160,7 @@ class Composer:
             "name": job.name,
             "language": language,
             "message_id": job.message_id,
+            "bounce_token": self.return_paths.token(subscriber, _message_ref(job)),
         }
         if job.kind == MailKind.CONFIRMATION:
             return transactional.build_confirmation(
@@ -160,3 +178,25 @@ class Composer:
             else transactional.build_already_subscribed
         )
         return build(settings, preferences_url=preferences, unsubscribe_url=unsubscribe, **common)
+
+    def return_path(self, job: Job) -> str:
+        """Return the job's envelope sender: the VERP address naming its reader and message."""
+        if job.kind == MailKind.TEST_COPY or not job.subscriber_id:
+            return self.return_paths.plain  # a test copy answers no reader
+        return self.return_paths.address(job.subscriber_id, _message_ref(job))
+
+
+#: The message part of each notice's bounce token (digests use "e<edition id>").
+_NOTICE_REF: dict[str, str] = {
+    MailKind.CONFIRMATION: "c",
+    MailKind.ALREADY_SUBSCRIBED: "a",
+    MailKind.UNSUBSCRIBED: "u",
+    MailKind.WELCOME: "w",
+    MailKind.TEST_COPY: "t",
+}
+
+
+def _message_ref(job: Job) -> str:
+    if job.kind == MailKind.DIGEST:
+        return f"e{job.edition_id}"
+    return _NOTICE_REF[job.kind]

@@ -23,7 +23,6 @@ from publisher.delivery.outbox import Job, Outbox, Outcome
 from publisher.delivery.ratelimit import RateLimiter
 from publisher.delivery.retry import RetryPolicy
 from publisher.delivery.smtp import Reply, ServerUnavailable, SmtpConnection, SmtpPool
-from publisher.delivery.smtp import sender_address as bare_address
 from publisher.errors import LockedError, PublisherError
 from publisher.site import Site
 
@@ -208,7 +207,6 @@ class _Run:
         self.stop = stop
         self.report = report
         mail = site.settings.mail
-        self.sender = bare_address(mail.from_)
         self.policy = RetryPolicy(mail.retry_initial, mail.retry_for)
         self.outbox = Outbox(site, worker_id, kinds)
         self.composer = Composer(site)
@@ -295,7 +293,7 @@ class _Run:
 
         try:
             replies = await connection.send(
-                self.sender, [job.email], message, before_data=before_data
+                self.composer.return_path(job), [job.email], message, before_data=before_data
             )
         except ServerUnavailable as exc:
             if self.pause_error is None:

@@ -46,11 +46,16 @@ def build_confirmation(
     confirm_url: str,
     message_id: str,
     clock: Clock | None = None,
+    bounce_token: str = "",
 ) -> bytes:
     """Return the double opt-in email asking the reader to confirm their address."""
     template = notice_template(settings, CONFIRMATION, language, clock=clock)
     return template.fill(
-        email=email, name=name, message_id=message_id, urls={"action_url": confirm_url}
+        email=email,
+        name=name,
+        message_id=message_id,
+        urls={"action_url": confirm_url},
+        bounce_token=bounce_token,
     )
 
 
@@ -64,6 +69,7 @@ def build_already_subscribed(
     unsubscribe_url: str,
     message_id: str,
     clock: Clock | None = None,
+    bounce_token: str = "",
 ) -> bytes:
     """Return the note sent when an active reader subscribes again."""
     template = notice_template(settings, ALREADY_SUBSCRIBED, language, clock=clock)
@@ -72,6 +78,7 @@ def build_already_subscribed(
         name=name,
         message_id=message_id,
         urls={"preferences_url": preferences_url, "unsubscribe_url": unsubscribe_url},
+        bounce_token=bounce_token,
     )
 
 
@@ -84,11 +91,16 @@ def build_unsubscribed(
     resubscribe_url: str,
     message_id: str,
     clock: Clock | None = None,
+    bounce_token: str = "",
 ) -> bytes:
     """Return the acknowledgement that a reader has left."""
     template = notice_template(settings, UNSUBSCRIBED, language, clock=clock)
     return template.fill(
-        email=email, name=name, message_id=message_id, urls={"action_url": resubscribe_url}
+        email=email,
+        name=name,
+        message_id=message_id,
+        urls={"action_url": resubscribe_url},
+        bounce_token=bounce_token,
     )
 
 
@@ -102,6 +114,7 @@ def build_welcome(
     unsubscribe_url: str,
     message_id: str,
     clock: Clock | None = None,
+    bounce_token: str = "",
 ) -> bytes:
     """Return the note sent once, when a reader confirms their subscription."""
     template = notice_template(settings, WELCOME, language, clock=clock)
@@ -110,6 +123,7 @@ def build_welcome(
         name=name,
         message_id=message_id,
         urls={"preferences_url": preferences_url, "unsubscribe_url": unsubscribe_url},
+        bounce_token=bounce_token,
     )
 
 

@@ -14,6 +14,8 @@ from publisher.feeds.websub import Pinger
 from publisher.site import Site
 from publisher.web import feeds, pages, subscription
 from publisher.web.cache import ContentCache
+from publisher.web.headers import SecurityHeaders
+from publisher.web.limits import BodyLimit
 from publisher.web.templating import PageRenderer, render_page
 
 
@@ -44,6 +46,9 @@ def create_app(site: Site, *, poll_interval: float = 1.0) -> FastAPI:
         openapi_url=None,
         lifespan=lifespan,
     )
+    # Last added runs first: the headers also go on the 413 BodyLimit answers with.
+    app.add_middleware(BodyLimit, max_bytes=site.settings.web.max_request_bytes)
+    app.add_middleware(SecurityHeaders)
     renderer = PageRenderer(site.settings)
     app.state.site = site
     app.state.pages = renderer

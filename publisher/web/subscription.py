@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import available_timezones
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 
@@ -20,6 +19,7 @@ from publisher.delivery import notices
 from publisher.delivery.models import MailKind
 from publisher.render.i18n import choose_language, translations
 from publisher.site import Site
+from publisher.web.limits import InvalidJson, body_limit, parse_json
 from publisher.web.templating import render_page
 from subscribers import consent, repository
 from subscribers.addresses import Address, normalize
@@ -41,6 +41,8 @@ MAX_FORM_BYTES = 16 * 1024
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 #: The notice each outcome of a subscribe request queues.
 NOTICE_FOR = {"confirm": MailKind.CONFIRMATION, "already": MailKind.ALREADY_SUBSCRIBED}
+#: Every POST here reads at most MAX_FORM_BYTES, counted while the body streams in.
+SMALL_BODY = [Depends(body_limit(MAX_FORM_BYTES))]
 
 
 class SlidingWindow:
@@ -355,7 +357,7 @@ async def subscribe_page(request: Request) -> Response:
     return _subscribe_form(request, page_language(request))
 
 
-@router.post("/subscribe", include_in_schema=False)
+@router.post("/subscribe", include_in_schema=False, dependencies=SMALL_BODY)
 async def subscribe_form(request: Request) -> Response:
     """Accept the form; answer identically whether the address is new, pending, active or gone."""
     language = page_language(request)
@@ -387,7 +389,7 @@ async def subscribe_form(request: Request) -> Response:
     return _page(request, "subscribe_done.html", language, {})
 
 
-@router.post("/api/subscribe", include_in_schema=False)
+@router.post("/api/subscribe", include_in_schema=False, dependencies=SMALL_BODY)
 async def subscribe_api(request: Request) -> Response:
     """Accept a JSON subscription (202 whatever the address's state)."""
     language = page_language(request)
@@ -398,9 +400,9 @@ async def subscribe_api(request: Request) -> Response:
     if len(body) > MAX_FORM_BYTES:
         return JSONResponse({"error": "request too large"}, status_code=413)
     try:
-        data = json.loads(body)
-    except ValueError:
-        return JSONResponse({"error": "invalid JSON"}, status_code=400)
+        data = parse_json(body)
+    except InvalidJson as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
     if not isinstance(data, dict):
         return JSONResponse({"error": "expected a JSON object"}, status_code=400)
     topics = data.get("topics") or []
@@ -466,7 +468,7 @@ async def confirm_page(request: Request, token: str) -> Response:
     return _with_cookie(request, response, fresh)
 
 
-@router.post("/confirm/{token}", include_in_schema=False)
+@router.post("/confirm/{token}", include_in_schema=False, dependencies=SMALL_BODY)
 async def confirm(request: Request, token: str) -> Response:
     """Activate the subscription."""
     subscriber = await _load(request, token, "confirm")
@@ -509,7 +511,7 @@ async def unsubscribe_page(request: Request, token: str) -> Response:
     return _page(request, "unsubscribe.html", language, {"token": token})
 
 
-@router.post("/unsubscribe/{token}", include_in_schema=False)
+@router.post("/unsubscribe/{token}", include_in_schema=False, dependencies=SMALL_BODY)
 async def unsubscribe(request: Request, token: str) -> Response:
     """Unsubscribe: the RFC 8058 one-click target (no cookie or CSRF token; 200; idempotent)."""
     subscriber = await _load(request, token, "unsubscribe")
@@ -578,7 +580,7 @@ async def preferences_page(request: Request, token: str) -> Response:
     return await _preferences_page(request, token, subscriber)
 
 
-@router.post("/preferences/{token}", include_in_schema=False)
+@router.post("/preferences/{token}", include_in_schema=False, dependencies=SMALL_BODY)
 async def save_preferences(request: Request, token: str) -> Response:
     """Save new preferences (CSRF-protected form)."""
     subscriber = await _load(request, token, "preferences")

@@ -27,6 +27,8 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "worker": ("publisher.cli.sending",),
     "subscribers": ("publisher.cli.subscribers",),
     "bounces": ("publisher.cli.bounces",),
+    "users": ("publisher.cli.users",),
+    "tokens": ("publisher.cli.tokens",),
 }
 
 

@@ -1,0 +1,1 @@
+"""Editors' accounts: users and roles, sessions, API tokens, login throttling, audit log."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -123,3 +125,13 @@ def test_installed_copy_finds_its_own_templates(wheel: Path, tmp_path: Path) -> 
     added = run("--config", tmp_path / "site" / "publisher.toml", "articles", "add", samples)
     assert added.returncode == 0, added.stderr
     assert f"{count} created, 0 updated, 0 unchanged, 0 failed" in added.stdout
+
+
+def test_a_plain_pip_install_gets_lxml_html_clean() -> None:
+    # lxml 6 moved lxml.html.clean (imported by justext, under trafilatura) into
+    # lxml_html_clean; Debian's pip 23 does not match lxml's normalized "html-clean" extra
+    # to the "html_clean" justext asks for, so our own metadata must name the package.
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {dependency.split(">")[0].split("<")[0].split("[")[0] for dependency in dependencies}
+    assert {"lxml", "lxml_html_clean"} <= names
+    importlib.import_module("lxml.html.clean")  # the import trafilatura's justext makes

@@ -300,7 +300,7 @@ async def test_sources_job_imports_followed_feeds_and_pings_the_hub(site: Site) 
     _Partner.pings.clear()
     site.settings.sources = [SourceSettings(url=f"{base}/feed.xml", tags=["mitra"])]
     site.settings.web.websub_hub = f"{base}/hub"
-    # The partner site runs on loopback, which imports refuse by default.
+    # The partner feed is served on loopback, which a real site refuses to fetch from.
     site.settings.fetch.allow_private_addresses = True
     runner = ScheduleRunner(site)
     try:

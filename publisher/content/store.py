@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -32,6 +33,9 @@ from publisher.content.slugs import is_slug, slugify, tag_slug
 from publisher.errors import InputError, NotFoundError
 
 CONTENT_VERSION = "content_version"
+#: Bodies longer than this are sanitized in a worker thread, so a server storing one
+#: (the future admin app or API) keeps answering other requests meanwhile.
+OFF_LOOP_CHARS = 64 * 1024
 
 Action = Literal["created", "updated", "unchanged"]
 
@@ -111,7 +115,10 @@ class ArticleStore:
         slug = draft.slug.strip() or slugify(title)
         if not is_slug(slug):
             raise InputError(f"invalid slug {slug!r} (use lower-case letters, digits and hyphens)")
-        body_html = sanitize_html(draft.body_html, self.base_url)
+        if len(draft.body_html) > OFF_LOOP_CHARS:
+            body_html = await asyncio.to_thread(sanitize_html, draft.body_html, self.base_url)
+        else:
+            body_html = sanitize_html(draft.body_html, self.base_url)
         summary = clean_line(draft.summary) or first_paragraph_text(body_html)
         fields: dict[str, Any] = {
             "slug": slug,

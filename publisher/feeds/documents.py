@@ -11,6 +11,7 @@ cost does not grow with the size of the store.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -124,7 +125,10 @@ class FeedBuilder:
     async def document(self, session: AsyncSession, where: FeedPath) -> Document | None:
         """Build one feed document, or None when it does not exist."""
         channel = await self.channel(session, where)
-        return None if channel is None else self.render(channel)
+        if channel is None:
+            return None
+        # Serializing fifty long articles takes a while: not on the event loop.
+        return await asyncio.to_thread(self.render, channel)
 
     async def scope_documents(self, session: AsyncSession, scope: Scope) -> list[Document]:
         """Build every document of a scope: the current feed and its archive chain, all formats."""

@@ -11,6 +11,7 @@ import yaml
 from frontmatter.default_handlers import YAMLHandler
 
 from publisher.content.markdown import render_markdown
+from publisher.content.sanitize import check_markup
 from publisher.content.store import ArticleDraft
 from publisher.errors import InputError
 from publisher.ingest.source import SourceText, to_utc
@@ -45,6 +46,20 @@ class _FrontMatterLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def construct_yaml_timestamp(self, node: Any) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except (ValueError, OverflowError) as exc:
+            # "2026-13-45" looks like a date to YAML and then fails to be one.
+            raise yaml.constructor.ConstructorError(
+                None, None, f"not a date: {node.value!r} ({exc})", node.start_mark
+            ) from None
+
+
+_FrontMatterLoader.add_constructor(
+    "tag:yaml.org,2002:timestamp", _FrontMatterLoader.construct_yaml_timestamp
+)
 
 
 class _FrontMatterYAML(YAMLHandler):
@@ -101,6 +116,11 @@ def parse_markdown(source: SourceText, *, language: str, tz: ZoneInfo) -> Articl
         raise InputError(f"{name}:{line}: missing title (add `title:` to the front matter)")
     if not body.strip():
         raise InputError(f"{name}:1: the article has no body text")
+    try:
+        # Raw HTML passes through Markdown: refuse a nesting bomb before rendering it.
+        check_markup(body)
+    except InputError as exc:
+        raise InputError(f"{name}:1: {exc}") from None
 
     def text(key: str) -> str:
         value = meta.get(key, "")

@@ -29,8 +29,9 @@ from publisher.web.conditional import respond
 from publisher.web.templating import HTML_TYPE, PageRenderer
 
 PAGE_SIZE = 20
-_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# fullmatch and ASCII: "$" alone would let "slug\n" through, and \d matches "٢".
+_SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*", re.ASCII)
+_MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])", re.ASCII)
 # ASCII digits only ("²".isdigit() is true) and few of them (int() refuses 4,301 digits).
 _PAGE = re.compile(r"[1-9][0-9]{0,5}", re.ASCII)
 
@@ -161,10 +162,12 @@ class Pages:
 
     async def archive_month(self, session: AsyncSession, month: str) -> Built:
         """Build the list of one month's articles (in the site's time zone)."""
-        match = _MONTH.match(month)
+        match = _MONTH.fullmatch(month)
         if match is None:
             return None
         year, number = int(match[1]), int(match[2])
+        if not 1 <= year < 9999:  # datetime cannot hold year 0, nor the month after 9999-12
+            return None
         tz = self.settings.tz
         start = datetime(year, number, 1, tzinfo=tz)
         end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=tz)
@@ -212,7 +215,7 @@ async def home(request: Request) -> Response:
 async def article(request: Request) -> Response:
     """Show one article."""
     slug = request.path_params["slug"]
-    if not _SLUG.match(slug):
+    if not _SLUG.fullmatch(slug):
         raise HTTPException(404)
     pages = _pages(request)
     return await _serve(request, f"/articles/{slug}", lambda s: pages.article(s, slug))
@@ -229,7 +232,7 @@ async def author(request: Request) -> Response:
 
 
 async def _scoped_listing(request: Request, scope: Scope) -> Response:
-    if not _SLUG.match(scope.key):
+    if not _SLUG.fullmatch(scope.key):
         raise HTTPException(404)
     number = _page_number(request)
     pages = _pages(request)

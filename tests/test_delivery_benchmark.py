@@ -20,7 +20,15 @@ def test_send_benchmark_runs_small() -> None:
             pytest.fail("smtp-sink (Debian package postfix) is required under CI=true")
         pytest.skip("smtp-sink is not installed (Debian package postfix)")
     completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--subscribers", "300", "--no-check"],
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--subscribers",
+            "300",
+            "--command-subscribers",
+            "300",
+            "--no-check",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -33,3 +41,4 @@ def test_send_benchmark_runs_small() -> None:
     assert "ceiling (bare aiosmtplib" in out
     assert "pipeline / ceiling:" in out
     assert "peak RSS:" in out
+    assert "whole command: `publisher digest send` to 300 subscribers" in out

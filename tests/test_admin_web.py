@@ -263,3 +263,140 @@ async def test_sessions_are_rows(server: str, people: Site) -> None:
         stored = list(await session.scalars(sa.select(LoginSession.id_hash)))
     assert len(stored) == 1
     assert c.cookies["publisher_admin"] not in stored
+
+
+async def test_owner_manages_users_and_tokens(server: str, people: Site) -> None:
+    c = client(server)
+    c.login("owner@example.org")
+    page = c.get("/admin/users")
+    assert page.status_code == 200
+    assert "viewer@example.org" in page.text
+    added = c.post(
+        "/admin/users/new",
+        {"email": "baru@example.org", "role": "editor", "password": "kata sandi panjang"},
+        csrf_from="/admin/users",
+    )
+    assert added.status_code == 303
+    short = c.post(
+        "/admin/users/new",
+        {"email": "x@example.org", "role": "editor", "password": "short"},
+        csrf_from="/admin/users",
+    )
+    assert short.status_code == 422
+    assert "at least 10 characters" in short.text
+    created = c.post(
+        "/admin/tokens/new",
+        {"user": "baru@example.org", "name": "cms", "scope": "write"},
+        csrf_from="/admin/users",
+    )
+    assert created.status_code == 200
+    token = re.search(r'<code id="new-token">(pub_[^<]+)</code>', created.text)
+    assert token is not None
+    # Shown once: the list afterwards has only the prefix.
+    assert token[1] not in c.get("/admin/users").text
+    from publisher.accounts.tokens import authenticate_token
+
+    async with transaction(people.engine) as session:
+        found = await authenticate_token(session, token[1])
+    assert found is not None
+    assert found[0].email == "baru@example.org"
+    revoked = c.post("/admin/tokens/revoke", {"name": "cms"}, csrf_from="/admin/users")
+    assert revoked.status_code == 303
+    async with transaction(people.engine) as session:
+        assert await authenticate_token(session, token[1]) is None
+    demoted = c.post(
+        "/admin/users/role",
+        {"email": "owner@example.org", "role": "viewer"},
+        csrf_from="/admin/users",
+    )
+    assert demoted.status_code == 422
+    assert "last owner" in demoted.text
+    removed = c.post("/admin/users/remove", {"email": "baru@example.org"}, csrf_from="/admin/users")
+    assert removed.status_code == 303
+    audit_page = c.get("/admin/audit").text
+    for action in ("user.add", "token.create", "token.revoke", "user.remove", "login"):
+        assert action in audit_page
+
+
+async def test_subscribers_pages(server: str, people: Site) -> None:
+    c = client(server)
+    c.login("editor@example.org")
+    added = c.post(
+        "/admin/subscribers/new",
+        {
+            "email": "Pembaca@Example.org",
+            "name": "Pembaca <b>",
+            "language": "id",
+            "timezone": "Asia/Jayapura",
+            "frequency": "weekly",
+            "topics": "ekonomi, olahraga",
+            "confirmed": "yes",
+        },
+        csrf_from="/admin/subscribers",
+    )
+    assert added.status_code == 303
+    reader_path = added.headers["location"]
+    reader = c.get(reader_path)
+    assert reader.status_code == 200
+    assert "Pembaca &lt;b&gt;" in reader.text
+    assert "added by editor@example.org as confirmed" in reader.text
+    for query, expected in [
+        ("q=pemb", True),
+        ("q=pembz", False),
+        ("status=active&timezone=Asia/Jayapura", True),
+        ("status=pending", False),
+        ("frequency=weekly&topic=ekonomi", True),
+        ("topic=politik", False),
+        ("language=en", False),
+    ]:
+        listed = c.get(f"/admin/subscribers?{query}").text
+        assert ("Pembaca@example.org" in listed) is expected, query
+    duplicate = c.post(
+        "/admin/subscribers/new",
+        {"email": "pembaca@example.org", "confirmed": "yes"},
+        csrf_from="/admin/subscribers",
+    )
+    assert duplicate.status_code == 422
+    bad = c.post(
+        "/admin/subscribers/new", {"email": "not-an-address"}, csrf_from="/admin/subscribers"
+    )
+    assert bad.status_code == 422
+    exported = c.get("/admin/subscribers.csv")
+    assert exported.status_code == 200
+    assert exported.headers["content-type"].startswith("text/csv")
+    assert "Pembaca@example.org" in exported.text
+    suppressed = c.post(f"{reader_path}/suppress", {}, csrf_from=reader_path)
+    assert suppressed.status_code == 303
+    assert "manual" in c.get(reader_path).text
+    deleted = c.post(f"{reader_path}/delete", {}, csrf_from=reader_path)
+    assert deleted.status_code == 303
+    assert c.get(reader_path).status_code == 404
+
+
+async def test_dashboard_and_digests(server: str, people: Site) -> None:
+    c = client(server)
+    c.login("editor@example.org")
+    dashboard = c.get("/admin/")
+    assert dashboard.status_code == 200
+    assert "<svg" in dashboard.text
+    assert "Asia/Jakarta" in dashboard.text  # the next send in the site's zone
+    digests = c.get("/admin/digests?lang=en&tz=Asia/Makassar")
+    assert digests.status_code == 200
+    assert "nothing to preview" in digests.text
+    c.post(
+        "/admin/articles/new",
+        {
+            "title": "Solar pumps",
+            "body_markdown": "Farmers in Sumba.",
+            "lang": "en",
+            "status": "published",
+        },
+        csrf_from="/admin/articles/new",
+    )
+    digests = c.get("/admin/digests?lang=en&tz=Asia/Makassar")
+    assert 'id="digest-subject"' in digests.text
+    frame = c.get("/admin/digests/preview.html?lang=en&tz=Asia/Makassar")
+    assert "Solar pumps" in frame.text
+    assert "sandbox" in frame.headers["content-security-policy"]
+    assert frame.headers["x-frame-options"] == "SAMEORIGIN"
+    assert c.get("/admin/digests/editions/daily:2026-01-01").status_code == 404

@@ -113,6 +113,9 @@ async def statistics(site: Site) -> dict[str, Any]:
             )
             until = edition.created_at
     zone_counts = await subscriber_zones(site)
+    for frequency in planning.FREQUENCIES:
+        # As `schedule show` does: the site's own zone, where new readers start, is always shown.
+        zone_counts.setdefault((frequency, site.settings.site.timezone), 0)
     sends = planning.upcoming(now, zone_counts, schedule_for(site.settings))
     total = sum(by_status.values())
     running = total - sum(daily.values())

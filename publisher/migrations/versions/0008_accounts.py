@@ -97,9 +97,14 @@ def upgrade() -> None:
     )
     op.create_index("ix_bounce_events_created_at", "bounce_events", ["created_at"])
     op.create_index("ix_outbox_subscriber", "outbox", ["subscriber_id", "id"])
+    # The articles list filtered by status or language, newest first.
+    op.create_index("ix_articles_status_id", "articles", ["status", "id"])
+    op.create_index("ix_articles_language_id", "articles", ["language", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_articles_language_id", "articles")
+    op.drop_index("ix_articles_status_id", "articles")
     op.drop_index("ix_outbox_subscriber", "outbox")
     op.drop_index("ix_bounce_events_created_at", "bounce_events")
     op.drop_index("ix_subscribers_status_frequency_timezone", "subscribers")

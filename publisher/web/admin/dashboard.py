@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -136,14 +137,26 @@ async def statistics(site: Site) -> dict[str, Any]:
 
 
 async def cached_statistics(request: Request, site: Site) -> dict[str, Any]:
-    """Return the figures, recomputed when older than CACHE_SECONDS."""
+    """Return the figures; once older than CACHE_SECONDS they are refreshed in the background.
+
+    Only the first view after a start waits for the computation; later views get the last
+    figures at once while a fresh set is computed (stale-while-revalidate).
+    """
     state = request.app.state
     cached: tuple[float, dict[str, Any]] | None = getattr(state, "dashboard_cache", None)
-    if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
-        return cached[1]
-    figures = await statistics(site)
-    state.dashboard_cache = (time.monotonic(), figures)
-    return figures
+    if cached is None:
+        figures = await statistics(site)
+        state.dashboard_cache = (time.monotonic(), figures)
+        return figures
+    refreshing: asyncio.Task[None] | None = getattr(state, "dashboard_refresh", None)
+    stale = time.monotonic() - cached[0] >= CACHE_SECONDS
+    if stale and (refreshing is None or refreshing.done()):
+
+        async def refresh() -> None:
+            state.dashboard_cache = (time.monotonic(), await statistics(site))
+
+        state.dashboard_refresh = asyncio.get_running_loop().create_task(refresh())
+    return cached[1]
 
 
 @router.get("/")

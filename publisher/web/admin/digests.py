@@ -57,14 +57,6 @@ async def digests(request: Request, editor: Reading) -> Response:
     site = site_of(request)
     choice = _choice(request, site)
     rendered = await _preview(site, choice)
-    before = cursor_int(request.query_params.get("before"))
-    query = sa.select(Edition).order_by(Edition.id.desc()).limit(PAGE_SIZE + 1)
-    if before is not None:
-        query = query.where(Edition.id < before)
-    async with transaction(site.engine) as session:
-        editions = list(await session.scalars(query))
-    more = len(editions) > PAGE_SIZE
-    editions = editions[:PAGE_SIZE]
     return page(
         request,
         "admin/digests.html",
@@ -76,9 +68,30 @@ async def digests(request: Request, editor: Reading) -> Response:
             "languages": LANGUAGES,
             "zones": zones()[:3] + sorted(set(zones()[3:])),
             "frequencies": FREQUENCIES,
+            "notice": request.query_params.get("notice", "")[:200],
+        },
+    )
+
+
+@router.get("/digests/editions")
+async def editions_list(request: Request, editor: Reading) -> Response:
+    """List editions newest first, a page at a time."""
+    site = site_of(request)
+    before = cursor_int(request.query_params.get("before"))
+    query = sa.select(Edition).order_by(Edition.id.desc()).limit(PAGE_SIZE + 1)
+    if before is not None:
+        query = query.where(Edition.id < before)
+    async with transaction(site.engine) as session:
+        editions = list(await session.scalars(query))
+    more = len(editions) > PAGE_SIZE
+    editions = editions[:PAGE_SIZE]
+    return page(
+        request,
+        "admin/editions.html",
+        {
+            "editor": editor,
             "editions": editions,
             "next_before": editions[-1].id if more and editions else None,
-            "notice": request.query_params.get("notice", "")[:200],
         },
     )
 

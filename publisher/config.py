@@ -139,6 +139,7 @@ class MailSettings(_Section):
     dkim_key_file: Path | None = None
     postal_address: str = ""
     unsubscribe_mailto: str = ""
+    return_path: str = ""
     soft_bounce_limit: int = Field(3, ge=1)
     soft_bounce_window: Duration = timedelta(days=30)
 
@@ -164,6 +165,7 @@ class WebSettings(_Section):
     secret_key: str = ""
     feed_cache_seconds: int = Field(300, ge=0)
     websub_hub: str = ""
+    max_request_bytes: int = Field(1024 * 1024, ge=1024)
 
     @field_validator("websub_hub")
     @classmethod
@@ -179,6 +181,12 @@ class FeedSettings(_Section):
 
     items: int = Field(50, ge=1, le=1000)
     archive_size: int = Field(100, ge=10, le=10000)
+
+
+class FetchSettings(_Section):
+    """The [fetch] section: how pages and followed feeds are fetched."""
+
+    allow_private_addresses: bool = False
 
 
 class SourceSettings(_Section):
@@ -201,6 +209,7 @@ class Settings(BaseSettings):
     digest: DigestSettings = DigestSettings()
     web: WebSettings = WebSettings()
     feeds: FeedSettings = FeedSettings()
+    fetch: FetchSettings = FetchSettings()
     sources: list[SourceSettings] = []
 
     #: The file these settings came from (None when built from defaults alone).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -89,7 +90,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 
 def create_sync_engine(url: str, **kwargs: Any) -> Engine:
-    """Create a blocking engine (for migrations and APScheduler's job store)."""
+    """Create a blocking engine (for migrations)."""
     if is_sqlite(url):
         _make_parent(url)
     engine = sa.create_engine(sync_url(url), **kwargs)
@@ -132,21 +133,21 @@ def current_revision(url: str) -> str | None:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
     except SQLAlchemyError as exc:
-        raise StoreError(f"database {_redacted(url)}: {_one_line(exc)}") from exc
+        raise StoreError(f"database {_redacted(url)}: {error_line(exc)}") from exc
     finally:
         engine.dispose()
 
 
-def upgrade(url: str) -> str:
-    """Apply every pending migration and return the revision reached."""
+def upgrade(url: str, revision: str = "head") -> str:
+    """Apply pending migrations up to ``revision`` (tests stop early); return the head."""
     config = _alembic_config(url)
     engine = create_sync_engine(url)
     try:
         with engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
     except SQLAlchemyError as exc:
-        raise StoreError(f"database {_redacted(url)}: migration failed: {_one_line(exc)}") from exc
+        raise StoreError(f"database {_redacted(url)}: migration failed: {error_line(exc)}") from exc
     finally:
         engine.dispose()
     return head_revision()
@@ -158,7 +159,7 @@ def ensure_schema(url: str) -> None:
         upgrade(url)
 
 
-def _one_line(exc: SQLAlchemyError) -> str:
+def error_line(exc: SQLAlchemyError) -> str:
     """Describe a driver error in one line (drivers add hints and SQLAlchemy a link)."""
     cause = getattr(exc, "orig", None) or exc
     lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
@@ -166,6 +167,7 @@ def _one_line(exc: SQLAlchemyError) -> str:
 
 
 def _make_parent(url: str) -> None:
+    """Create a SQLite database's folder, and the file itself readable by its owner only."""
     path = sqlite_path(url)
     if path is None:
         return
@@ -175,6 +177,14 @@ def _make_parent(url: str) -> None:
         raise StoreError(
             f"database {url}: cannot create the folder {path.parent}: {exc.strerror}"
         ) from exc
+    # SQLite creates the -wal and -shm files with the database file's mode, so an empty
+    # 0600 file made here keeps all three private (sqlite3 alone would use 0644).
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"database {url}: cannot create {path}: {exc.strerror}") from exc
 
 
 def _redacted(url: str) -> str:

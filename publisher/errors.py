@@ -54,3 +54,12 @@ class DeliveryError(PublisherError):
 
 class LockedError(PublisherError):
     """Report that another process holds a lock this one needs."""
+
+
+class LockBusy(LockedError):
+    """Report that a lock is held by someone else right now, naming the lock and its holder."""
+
+    def __init__(self, where: str, holder: str) -> None:
+        super().__init__(f"{where} is held by {holder}")
+        self.where = where
+        self.holder = holder

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import ipaddress
+import socket
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from publisher import __version__
@@ -18,6 +21,80 @@ CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 20.0
 TOTAL_TIMEOUT = 60.0
 MAX_REDIRECTS = 5
+
+
+class NonPublicAddress(Exception):
+    """Raised inside the connection when a host resolves only to non-public addresses."""
+
+    def __init__(self, host: str, address: str) -> None:
+        super().__init__(f"{host} resolves to {address}")
+        self.host = host
+        self.address = address
+
+
+def is_public(address: str) -> bool:
+    """Tell whether an IP address is globally routable (not loopback, private, link-local...)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+class _PublicOnly(httpcore.AsyncNetworkBackend):
+    """Connect only to public addresses: each connection (so each redirect hop) resolves
+    its host here and dials the address it checked, so DNS cannot switch in between."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror}") from exc
+        addresses = [str(info[4][0]) for info in infos]
+        public = [address for address in addresses if is_public(address)]
+        if not public:
+            raise NonPublicAddress(host, addresses[0] if addresses else "nothing")
+        return await self._inner.connect_tcp(
+            public[0],
+            port,
+            timeout=timeout,
+            local_address=local_address,
+            socket_options=socket_options,
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise NonPublicAddress(path, "a Unix socket")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _transport(allow_private: bool) -> httpx.AsyncHTTPTransport:
+    transport = httpx.AsyncHTTPTransport(trust_env=False)
+    if not allow_private:
+        # httpx has no public hook for the network backend; its pool is rebuilt the way
+        # httpx builds it (no proxy: trust_env is off), with our backend.
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            network_backend=_PublicOnly(),
+        )
+    return transport
 
 
 @dataclass(frozen=True)
@@ -58,8 +135,13 @@ async def fetch(
     accept: str = "*/*",
     max_bytes: int = MAX_BYTES,
     total_seconds: float | None = None,
+    allow_private: bool = False,
 ) -> Fetched:
-    """GET ``url`` (conditionally when validators are given), or raise FetchError in one line."""
+    """GET ``url`` (conditionally when validators are given), or raise FetchError in one line.
+
+    Every hop must resolve to a public address unless ``allow_private``
+    (the ``fetch.allow_private_addresses`` setting).
+    """
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise FetchError(f"{url}: not an http(s) URL")
@@ -74,7 +156,12 @@ async def fetch(
         # httpx timeouts bound each read, not the whole transfer; a server dripping one
         # byte at a time would otherwise hold the import forever.
         async with asyncio.timeout(total_seconds):
-            return await _get(url, headers, limits, max_bytes)
+            return await _get(url, headers, limits, max_bytes, allow_private)
+    except NonPublicAddress as exc:
+        raise FetchError(
+            f"{url}: refusing to fetch from a non-public address ({exc}); "
+            "set fetch.allow_private_addresses to allow it"
+        ) from None
     except TimeoutError:
         raise FetchError(f"{url}: timed out after {total_seconds:g} s") from None
     except httpx.TimeoutException as exc:
@@ -89,17 +176,23 @@ async def fetch(
         raise FetchError(f"{url}: {type(exc).__name__}: {_reason(exc)}") from None
 
 
-async def _get(url: str, headers: dict[str, str], limits: httpx.Timeout, max_bytes: int) -> Fetched:
+async def _get(
+    url: str, headers: dict[str, str], limits: httpx.Timeout, max_bytes: int, allow_private: bool
+) -> Fetched:
     async with (
         httpx.AsyncClient(
-            timeout=limits, follow_redirects=True, max_redirects=MAX_REDIRECTS, trust_env=False
+            timeout=limits,
+            follow_redirects=True,
+            max_redirects=MAX_REDIRECTS,
+            trust_env=False,
+            transport=_transport(allow_private),
         ) as client,
         client.stream("GET", url, headers=headers) as response,
     ):
         if response.status_code == 304:
             return _fetched(response, b"")
         if response.status_code >= 400:
-            reason = response.reason_phrase or "error"
+            reason = _printable(response.reason_phrase) or "error"
             raise FetchError(f"{url}: HTTP {response.status_code} {reason}")
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > max_bytes:
@@ -127,8 +220,13 @@ def _fetched(response: httpx.Response, content: bytes) -> Fetched:
 
 
 def _reason(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
+    text = _printable(str(exc))
     return text or type(exc).__name__
+
+
+def _printable(text: str) -> str:
+    """Keep a server-supplied phrase to one short line of printable text for messages."""
+    return " ".join("".join(c for c in text if c.isprintable()).split())[:200]
 
 
 class FormPoster:

@@ -20,8 +20,10 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 #: The scheduler looks for due time zones this often; every UTC offset in use
 #: today (…+05:30, +05:45, +12:45…) is a multiple of it, so a tick lands exactly
-#: on each zone's local send time.
+#: on each zone's local send time. The one definition of the tick interval.
 TICK = timedelta(minutes=15)
+#: Ticks are counted from here: every UTC midnight is a tick.
+TICK_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,7 @@ def upcoming(
 
 
 def next_tick(now: datetime) -> datetime:
-    """Return the first quarter-hour boundary (UTC) at or after ``now``."""
+    """Return the first tick (a quarter-hour boundary in UTC) at or after ``now``."""
     now = _require_aware(now)
-    floor = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
-    return floor if floor == now else floor + TICK
+    # Ceiling division: a whole number of ticks since the epoch, rounded up.
+    return TICK_EPOCH + -((TICK_EPOCH - now) // TICK) * TICK

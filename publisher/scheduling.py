@@ -1,24 +1,21 @@
 """The scheduler process: APScheduler (its only import), the process lock and the digest tick.
 
-`publisher schedule run` keeps one AsyncIOScheduler whose jobs live in the
-site's database (SQLAlchemyJobStore). APScheduler forbids two schedulers on one
-job store, so the process first takes a lock: a PostgreSQL advisory lock held
-on a dedicated connection, or an flock()ed file beside the SQLite database.
+`publisher schedule run` is a lock plus two interval jobs calling pure work: it takes
+the one-scheduler-per-database lock (publisher.locks: a file beside a SQLite
+database, a PostgreSQL advisory lock otherwise), then an in-memory AsyncIOScheduler
+fires the digest tick every planning.TICK and, with [[sources]], the feed import.
 
-Every 15 minutes the digest tick asks publisher.planning which time zones have
-reached their local send time today, opens that local date's edition, queues
-the readers of those zones and delivers. Idempotency lives in the data, not in
-the scheduler: an edition per (frequency, local date) and one outbox row per
-(edition, subscriber), so a double firing, a restart or a clock jump re-queues
-nobody who already has today's digest.
+No job store is persisted: a job's next run is a pure function of the clock (ticks
+are counted from planning.TICK_EPOCH), a start runs every job once at once, and
+idempotency lives in the data, not in the scheduler: an edition per (frequency, local
+date) and one outbox row per (edition, subscriber), so a double firing, a restart or
+a clock jump re-queues nobody who already has today's digest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import logging
 import os
 import signal
@@ -27,16 +24,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
-from apscheduler.jobstores.base import JobLookupError
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import NullPool
 
 from publisher import db, planning
 from publisher.config import Settings
@@ -44,152 +35,48 @@ from publisher.content.models import PUBLISHED, Article
 from publisher.delivery.editions import DEFAULT_WINDOW, EnqueueReport, enqueue, open_edition
 from publisher.delivery.models import Edition, OutboxRow
 from publisher.delivery.worker import DeliveryReport, deliver
-from publisher.errors import LockedError, StoreError
+from publisher.errors import LockBusy, LockedError
 from publisher.feeds.websub import Pinger
 from publisher.ingest.sources import SourcesReport, follow_sources
+from publisher.locks import AdvisoryLock, FileLock, HeldLock, lock_file
 from publisher.site import Site
 from subscribers.models import ACTIVE, Subscriber
 
 log = logging.getLogger(__name__)
 
-JOBS_TABLE = "apscheduler_jobs"
 TICK_JOB = "digest-tick"
 SOURCES_JOB = "follow-sources"
 SOURCES_EVERY = timedelta(minutes=30)
 #: How late a tick may still run after the event loop was held up; the tick
 #: itself catches up on anything due today, so this only avoids a lost run.
 MISFIRE_GRACE = timedelta(hours=6)
-#: Quarter hours counted from here, so ticks land on :00, :15, :30 and :45 UTC.
-_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
-#: pg_try_advisory_lock key: b"pubsched" as a signed 64-bit integer.
+#: The scheduler lock of a SQLite site: this file beside the database.
+LOCK_SUFFIX = ".scheduler.lock"
+#: The scheduler lock on PostgreSQL: advisory key b"pubsched" as a signed 64-bit integer.
 ADVISORY_KEY = int.from_bytes(b"pubsched", "big", signed=True)
 
 
 # -- the process lock ---------------------------------------------------------
 
 
-class SchedulerLock:
-    """Hold the one-scheduler-per-database lock until released."""
-
-    def __init__(self, description: str, release: Callable[[], None], check: Callable[[], None]):
-        self.description = description
-        self._release = release
-        self._check = check
-        self._held = True
-
-    def verify(self) -> None:
-        """Raise LockedError if the lock has been lost (e.g. the database connection died)."""
-        if not self._held:
-            raise LockedError(f"scheduler lock released: {self.description}")
-        self._check()
-
-    def release(self) -> None:
-        """Give the lock up (idempotent)."""
-        if self._held:
-            self._held = False
-            self._release()
-
-    def __enter__(self) -> SchedulerLock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
 def lock_file_for(settings: Settings) -> Path:
     """Return the lock file a SQLite site's scheduler takes."""
-    path = db.sqlite_path(settings.database.url)
-    if path is None:
-        return settings.base_dir / ".publisher-scheduler.lock"
-    return path.with_name(path.name + ".scheduler.lock")
+    beside = lock_file(settings.database.url, LOCK_SUFFIX)
+    return beside or settings.base_dir / ".publisher-scheduler.lock"
 
 
-def acquire_lock(settings: Settings) -> SchedulerLock:
+async def take_lock(site: Site) -> HeldLock:
     """Take the scheduler lock for this site's database, or raise LockedError at once."""
-    if db.is_sqlite(settings.database.url):
-        return _acquire_file_lock(lock_file_for(settings))
-    return _acquire_advisory_lock(settings.database.url)
-
-
-def _acquire_file_lock(path: Path) -> SchedulerLock:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    sqlite = db.is_sqlite(site.settings.database.url)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-        os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise LockedError(
-                f"another scheduler is already running for this site "
-                f"(lock file {path} held by pid {holder}); stop it first"
-            ) from None
-        raise LockedError(f"{path}: cannot lock: {exc.strerror}") from exc
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-
-    def release() -> None:
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-        os.close(fd)
-
-    return SchedulerLock(f"lock file {path}", release, lambda: None)
-
-
-def _acquire_advisory_lock(url: str) -> SchedulerLock:
-    engine = db.create_sync_engine(url, poolclass=NullPool)
-    connection: Connection | None = None
-    try:
-        # A dedicated connection: the advisory lock lives exactly as long as it does.
-        connection = engine.connect()
-        got = connection.execute(
-            sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_KEY}
-        ).scalar_one()
-        connection.commit()
-        if not got:
-            holder = connection.execute(
-                sa.text(
-                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                    "AND classid = :high AND objid = :low AND objsubid = 1 "
-                    "AND database = "
-                    "(SELECT oid FROM pg_database WHERE datname = current_database())"
-                ),
-                {"high": (ADVISORY_KEY >> 32) & 0xFFFFFFFF, "low": ADVISORY_KEY & 0xFFFFFFFF},
-            ).scalar()
-            raise LockedError(
-                "another scheduler is already running for this database "
-                f"(PostgreSQL advisory lock {ADVISORY_KEY} held by backend pid "
-                f"{holder or 'unknown'}); stop it first"
-            )
-    except SQLAlchemyError as exc:
-        _close_quietly(connection, engine)
-        raise StoreError(f"scheduler lock: {exc.__class__.__name__}: {exc}") from exc
-    except LockedError:
-        _close_quietly(connection, engine)
-        raise
-    held = connection
-
-    def check() -> None:
-        try:
-            held.execute(sa.text("SELECT 1")).scalar_one()
-            held.commit()
-        except SQLAlchemyError as exc:
-            raise LockedError(f"scheduler lock connection lost: {exc}") from exc
-
-    def release() -> None:
-        with contextlib.suppress(SQLAlchemyError):
-            held.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
-            held.commit()
-        _close_quietly(held, engine)
-
-    return SchedulerLock(f"PostgreSQL advisory lock {ADVISORY_KEY}", release, check)
-
-
-def _close_quietly(connection: Connection | None, engine: Engine) -> None:
-    with contextlib.suppress(SQLAlchemyError):
-        if connection is not None:
-            connection.close()
-    engine.dispose()
+        if sqlite:
+            return FileLock.take(lock_file_for(site.settings), f"pid {os.getpid()}")
+        return await AdvisoryLock.take(site.engine, ADVISORY_KEY)
+    except LockBusy as busy:
+        raise LockedError(
+            f"another scheduler is already running for this {'site' if sqlite else 'database'} "
+            f"({busy.where} held by {busy.holder}); stop it first"
+        ) from None
 
 
 # -- the digest tick -----------------------------------------------------------
@@ -345,12 +232,23 @@ async def run_tick(
 
 @dataclass(frozen=True)
 class JobSpec:
-    """One recurring job: a picklable reference to a module-level coroutine and its trigger."""
+    """One recurring job: its name, how often it runs and what it does."""
 
     id: str
-    func_ref: str
-    trigger: IntervalTrigger
+    every: timedelta
     description: str
+
+    def trigger(self) -> IntervalTrigger:
+        """Return the trigger: every ``every``, counted from the tick epoch (UTC)."""
+        return IntervalTrigger(
+            seconds=self.every.total_seconds(), start_date=planning.TICK_EPOCH, timezone=UTC
+        )
+
+    def next_run(self, now: datetime) -> datetime:
+        """Return when the job fires next, at or after ``now``."""
+        when: datetime | None = self.trigger().get_next_fire_time(None, now)
+        assert when is not None  # an interval trigger without an end always fires again
+        return when
 
 
 def job_specs(settings: Settings) -> list[JobSpec]:
@@ -358,8 +256,7 @@ def job_specs(settings: Settings) -> list[JobSpec]:
     specs = [
         JobSpec(
             TICK_JOB,
-            f"{__name__}:digest_tick_job",
-            IntervalTrigger(minutes=15, start_date=_EPOCH, timezone=UTC),
+            planning.TICK,
             "queue and send the digests of zones past their local send time",
         )
     ]
@@ -367,37 +264,15 @@ def job_specs(settings: Settings) -> list[JobSpec]:
         specs.append(
             JobSpec(
                 SOURCES_JOB,
-                f"{__name__}:follow_sources_job",
-                IntervalTrigger(
-                    seconds=SOURCES_EVERY.total_seconds(), start_date=_EPOCH, timezone=UTC
-                ),
+                SOURCES_EVERY,
                 f"import new entries from the {len(settings.sources)} followed [[sources]] feeds",
             )
         )
     return specs
 
 
-_runner: ScheduleRunner | None = None
-
-
-def _active_runner() -> ScheduleRunner:
-    if _runner is None:
-        raise RuntimeError("no scheduler is running in this process")
-    return _runner
-
-
-async def digest_tick_job() -> None:
-    """Run the digest tick of this process's scheduler (the job store keeps this reference)."""
-    await _active_runner().guarded(_active_runner().tick)
-
-
-async def follow_sources_job() -> None:
-    """Import new entries from the followed [[sources]] feeds of this process's scheduler."""
-    await _active_runner().guarded(_active_runner().follow_sources)
-
-
 class ScheduleRunner:
-    """Run the scheduler for one site: lock, job store, jobs and a clean stop."""
+    """Run the scheduler for one site: the lock, the jobs and a clean stop."""
 
     def __init__(self, site: Site) -> None:
         self.site = site
@@ -406,109 +281,77 @@ class ScheduleRunner:
         self.ticks: deque[TickReport] = deque(maxlen=100)
         self.source_runs: deque[SourcesReport] = deque(maxlen=100)
         self.pinger = Pinger(site.settings)
-        self._lock: SchedulerLock | None = None
-        self._scheduler: AsyncIOScheduler | None = None
-        self._engine: Engine | None = None
-        self._running: set[asyncio.Task[Any]] = set()
-        self._tick_lock = asyncio.Lock()
-        self._startup: list[asyncio.Task[None]] = []
         #: Why the scheduler stopped on its own (its lock was lost), if it did.
         self.lost: LockedError | None = None
+        self._specs = job_specs(site.settings)
+        self._work: dict[str, Callable[[], Awaitable[None]]] = {
+            TICK_JOB: self.tick,
+            SOURCES_JOB: self.follow_sources,
+        }
+        self._lock: HeldLock | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        #: Job runs under way (scheduled or at start), so a stop can wait for them.
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._busy: set[str] = set()
 
     async def start(self) -> None:
-        """Take the lock, load the stored jobs, align them with the settings and start."""
-        global _runner
-        if _runner is not None:
-            raise LockedError("a scheduler is already running in this process")
-        self._lock = acquire_lock(self.site.settings)
+        """Take the lock, start the jobs on their schedule and run each once now."""
+        self._lock = await take_lock(self.site)
+        scheduler = AsyncIOScheduler(
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": int(MISFIRE_GRACE.total_seconds()),
+            },
+            timezone=UTC,
+        )
         try:
-            self._engine = db.create_sync_engine(self.site.settings.database.url)
-            scheduler = AsyncIOScheduler(
-                jobstores={
-                    "default": SQLAlchemyJobStore(engine=self._engine, tablename=JOBS_TABLE)
-                },
-                job_defaults={
-                    "coalesce": True,
-                    "max_instances": 1,
-                    "misfire_grace_time": int(MISFIRE_GRACE.total_seconds()),
-                },
-                timezone=UTC,
-            )
-            # Paused first: stored jobs are loaded, compared and fixed before any runs.
-            scheduler.start(paused=True)
-            self._scheduler = scheduler
-            _runner = self
-            self._sync_jobs()
-            scheduler.resume()
+            for spec in self._specs:
+                scheduler.add_job(
+                    self.run_job, spec.trigger(), args=[spec.id], id=spec.id, name=spec.description
+                )
+            scheduler.start()
         except BaseException:
-            await self._teardown()
+            await self.stop()
             raise
-        # Run every job once now, outside the stored schedule (whose quarter-hour
-        # alignment stays intact): a scheduler that was down at someone's 07:00
-        # sends at once, and followed feeds are fresh.
-        self._startup = [
-            asyncio.create_task(digest_tick_job(), name="startup digest tick"),
-            *(
-                [asyncio.create_task(follow_sources_job(), name="startup sources")]
-                if self.site.settings.sources
-                else []
-            ),
-        ]
+        self._scheduler = scheduler
+        # Every job also runs once now, off its grid (which stays on the quarter hours):
+        # a scheduler that was down at someone's 07:00 sends at once, and followed feeds
+        # are fresh.
+        for spec in self._specs:
+            self._tasks.add(asyncio.create_task(self.run_job(spec.id), name=f"start {spec.id}"))
         log.info("scheduler started (%s); stop with SIGTERM or Ctrl-C", self._lock.description)
         for job_id, when in self.next_runs().items():
             log.info("job %s: next run %s", job_id, when)
 
-    def _sync_jobs(self) -> None:
-        assert self._scheduler is not None
-        wanted = {spec.id: spec for spec in job_specs(self.site.settings)}
-        for job in self._scheduler.get_jobs():
-            if job.id not in wanted:
-                self._scheduler.remove_job(job.id)
-        for spec in wanted.values():
-            existing = self._scheduler.get_job(spec.id)
-            if (
-                existing is not None
-                and existing.func_ref == spec.func_ref
-                and str(existing.trigger) == str(spec.trigger)
-            ):
-                # Keep the stored job (and its next run time) as it is.
-                continue
-            self._scheduler.add_job(
-                spec.func_ref,
-                trigger=spec.trigger,
-                id=spec.id,
-                name=spec.description,
-                replace_existing=True,
-            )
-
-    async def guarded(self, work: Callable[[], Awaitable[None]]) -> None:
-        """Run a job body unless stopping, tracked so a stop waits for it to finish."""
-        if self.stopping.is_set():
+    async def run_job(self, job_id: str) -> None:
+        """Run one job unless stopping or already running; stop if the lock was lost."""
+        if self.stopping.is_set() or job_id in self._busy or self._lock is None:
             return
         task = asyncio.current_task()
         if task is not None:
-            self._running.add(task)
+            self._tasks.add(task)
+        self._busy.add(job_id)
         try:
-            assert self._lock is not None
             try:
-                self._lock.verify()
+                await self._lock.verify()
             except LockedError as exc:
                 # Without the lock another scheduler may start: stop rather than race it.
                 log.error("%s; stopping", exc)
                 self.lost = exc
                 self.stopping.set()
                 return
-            await work()
+            await self._work[job_id]()
         except Exception:
-            log.exception("scheduled job failed")
+            log.exception("job %s failed", job_id)
         finally:
+            self._busy.discard(job_id)
             if task is not None:
-                self._running.discard(task)
+                self._tasks.discard(task)
 
     async def tick(self) -> None:
         """Run one digest tick against the site's clock and log what it did."""
-        async with self._tick_lock:
-            report = await run_tick(self.site, stop=self.stopping)
+        report = await run_tick(self.site, stop=self.stopping)
         self.ticks.append(report)
         log.info("%s", report.summary())
 
@@ -530,39 +373,31 @@ class ScheduleRunner:
         self.source_runs.append(report)
 
     def next_runs(self) -> dict[str, datetime | None]:
-        """Return each job's next run time."""
-        assert self._scheduler is not None
+        """Return each scheduled job's next run time."""
+        if self._scheduler is None:
+            return {}
         return {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
 
     async def stop(self) -> None:
         """Stop starting jobs, let running ones finish (delivery stops claiming), release."""
         self.stopping.set()
-        started = self._scheduler is not None
-        if self._scheduler is not None and self._scheduler.running:
-            self._scheduler.pause()
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            scheduler.pause()
         current = asyncio.current_task()
-        running = [task for task in {*self._running, *self._startup} if task is not current]
+        running = [task for task in self._tasks if task is not current]
         if running:
             await asyncio.gather(*running, return_exceptions=True)
-        await self._teardown()
-        if started:
-            log.info("scheduler stopped")
-
-    async def _teardown(self) -> None:
-        global _runner
-        if self._scheduler is not None and self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
             # AsyncIOScheduler.shutdown runs via call_soon: let it happen.
             await asyncio.sleep(0)
-        self._scheduler = None
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
         await self.pinger.aclose()
-        if self._lock is not None:
-            self._lock.release()
-        if _runner is self:
-            _runner = None
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            await lock.release()
+        if scheduler is not None:
+            log.info("scheduler stopped")
 
     async def run_until_stopped(self) -> None:
         """Start, run until SIGTERM/SIGINT (or stop()), then stop cleanly."""
@@ -592,9 +427,8 @@ class JobInfo:
 
     id: str
     description: str
-    trigger: str
-    next_run: datetime | None
-    stored: bool
+    every: timedelta
+    next_run: datetime
 
 
 @dataclass(frozen=True)
@@ -606,36 +440,22 @@ class Overview:
     sends: list[planning.PlannedSend]
 
 
-def stored_jobs(settings: Settings) -> dict[str, datetime | None]:
-    """Read each stored job's next run time without starting a scheduler."""
-    engine = db.create_sync_engine(settings.database.url, poolclass=NullPool)
-    try:
-        if not sa.inspect(engine).has_table(JOBS_TABLE):
-            return {}
-        store = SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE)
-        # The store needs a scheduler only to attach it to the jobs it loads.
-        store.start(AsyncIOScheduler(timezone=UTC), "default")
-        try:
-            return {job.id: job.next_run_time for job in store.get_all_jobs()}
-        finally:
-            store.shutdown()
-    except (SQLAlchemyError, JobLookupError) as exc:
-        raise StoreError(f"scheduler job store: {exc}") from exc
-    finally:
-        engine.dispose()
+def every_text(every: timedelta) -> str:
+    """Describe an interval in words ("every 15 minutes")."""
+    minutes = int(every.total_seconds() // 60)
+    if minutes % 60 == 0:
+        hours = minutes // 60
+        return "every hour" if hours == 1 else f"every {hours} hours"
+    return f"every {minutes} minutes"
 
 
 async def overview(site: Site, now: datetime | None = None) -> Overview:
-    """Describe the jobs (stored next runs, else planned ones) and the next sends per zone."""
+    """Describe the jobs with their next runs, and the next sends per zone."""
     now = now or site.clock.now()
-    stored = await asyncio.to_thread(stored_jobs, site.settings)
-    jobs = []
-    for spec in job_specs(site.settings):
-        if spec.id in stored:
-            next_run, is_stored = stored[spec.id], True
-        else:
-            next_run, is_stored = spec.trigger.get_next_fire_time(None, now), False
-        jobs.append(JobInfo(spec.id, spec.description, str(spec.trigger), next_run, is_stored))
+    jobs = [
+        JobInfo(spec.id, spec.description, spec.every, spec.next_run(now))
+        for spec in job_specs(site.settings)
+    ]
     counts = await subscriber_zones(site)
     for frequency in planning.FREQUENCIES:
         # Always show the site's own zone, the one new subscribers start in.
@@ -650,10 +470,11 @@ async def schedule_lines(site: Site, now: datetime | None = None) -> list[str]:
     send_time = site.settings.digest.send_time.strftime("%H:%M")
     lines = [
         f"digests go out at {send_time} in each reader's own time zone "
-        f"(weekly on {site.settings.digest.weekly_day}); the scheduler checks every 15 minutes",
+        f"(weekly on {site.settings.digest.weekly_day}); the scheduler checks "
+        f"{every_text(planning.TICK)}",
     ]
     for job in view.jobs:
-        when = "—" if job.next_run is None else f"{job.next_run.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        when = f"{job.next_run.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
         lines.append(f"  job {job.id}: next run {when} — {job.description}")
     for plan in view.sends:
         local = plan.local_send_at

@@ -33,3 +33,7 @@ class Suppressed(SubscribersError):
 
 class MailboxError(SubscribersError):
     """Report an unreadable maildir, mbox or .eml file."""
+
+
+class MalformedReport(SubscribersError):
+    """Reject one bounce or complaint message that is past a limit or cannot be parsed."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -213,3 +213,60 @@ def to_dict(subscriber: Subscriber) -> dict[str, Any]:
         "hard_bounces": subscriber.hard_bounces,
         "last_bounce_at": iso(subscriber.last_bounce_at),
     }
+
+
+# -- what delivery asks of the subscriber list ------------------------------------------
+
+_TABLE = cast(sa.Table, Subscriber.__table__)
+
+
+async def due_for_digest(
+    session: AsyncSession, *, frequency: str, joined_before: datetime, after_id: int, limit: int
+) -> list[sa.Row[Any]]:
+    """Return the next batch (by id, after ``after_id``) of active readers of a frequency
+    who joined before a moment: id, email, language, timezone, topics, last_digest_at,
+    created_at and confirmed_at."""
+    result = await session.execute(
+        sa.select(
+            Subscriber.id,
+            Subscriber.email,
+            Subscriber.language,
+            Subscriber.timezone,
+            Subscriber.topics,
+            Subscriber.last_digest_at,
+            Subscriber.created_at,
+            Subscriber.confirmed_at,
+        )
+        .where(Subscriber.id > after_id)
+        .where(Subscriber.status == ACTIVE)
+        .where(Subscriber.frequency == frequency)
+        .where(Subscriber.created_at < joined_before)
+        .order_by(Subscriber.id)
+        .limit(limit)
+    )
+    return list(result.all())
+
+
+async def delivery_profiles(session: AsyncSession, ids: Iterable[int]) -> dict[int, Any]:
+    """Return id, name, language and status of the given subscribers, by id."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        sa.select(Subscriber.id, Subscriber.name, Subscriber.language, Subscriber.status).where(
+            Subscriber.id.in_(wanted)
+        )
+    )
+    return {row.id: row for row in rows}
+
+
+def advance_last_digest() -> sa.Update:
+    """Return the statement moving readers' last digest mark forward, never back
+    (executemany parameters: b_id, b_until)."""
+    until = sa.bindparam("b_until", type_=_TABLE.c.last_digest_at.type)
+    return (
+        sa.update(_TABLE)
+        .where(_TABLE.c.id == sa.bindparam("b_id"))
+        .where(sa.or_(_TABLE.c.last_digest_at.is_(None), _TABLE.c.last_digest_at < until))
+        .values(last_digest_at=until)
+    )

@@ -67,16 +67,18 @@ class Tokens:
 
     def load_unsubscribe(self, token: str) -> int:
         """Return the subscriber id inside an unsubscribe token, or raise TokenError."""
-        return _id(_unsign(self._unsubscribe.unsign, token))
+        return _id(_unsign(self._unsubscribe, self._unsubscribe.unsign, token))
 
     def load_preferences(self, token: str) -> int:
         """Return the subscriber id inside a preferences token, or raise TokenError."""
-        return _id(_unsign(self._preferences.unsign, token))
+        return _id(_unsign(self._preferences, self._preferences.unsign, token))
 
     def load_confirm(self, token: str) -> int:
         """Return the subscriber id inside an unexpired confirmation token."""
         max_age = int(CONFIRM_MAX_AGE.total_seconds())
-        return _id(_unsign(lambda t: self._confirm.unsign(t, max_age=max_age), token))
+        return _id(
+            _unsign(self._confirm, lambda t: self._confirm.unsign(t, max_age=max_age), token)
+        )
 
     def csrf(self, nonce: str) -> str:
         """Sign a form's CSRF nonce (the nonce also travels in a cookie)."""
@@ -85,7 +87,7 @@ class Tokens:
     def check_csrf(self, token: str, nonce: str) -> None:
         """Raise TokenError unless ``token`` signs ``nonce`` and is recent."""
         max_age = int(CSRF_MAX_AGE.total_seconds())
-        signed = _unsign(lambda t: self._csrf.unsign(t, max_age=max_age), token)
+        signed = _unsign(self._csrf, lambda t: self._csrf.unsign(t, max_age=max_age), token)
         if not nonce or not secrets.compare_digest(signed, nonce.encode("ascii", "replace")):
             raise TokenError("form token does not match")
 
@@ -95,14 +97,20 @@ def new_nonce() -> str:
     return secrets.token_urlsafe(24)
 
 
-def _unsign(unsign: Callable[[bytes], bytes], token: str) -> bytes:
+def _unsign(signer: Signer, unsign: Callable[[bytes], bytes], token: str) -> bytes:
     if not token or len(token) > 200 or not token.isascii():
         raise TokenError("malformed token")
+    raw = token.encode("ascii")
     try:
-        value = unsign(token.encode("ascii"))
+        value = unsign(raw)
     except BadSignature as exc:
         # SignatureExpired is a BadSignature too; callers show one page for all.
         raise TokenError(f"bad token: {exc.__class__.__name__}") from None
+    # The signature's base64 has spare low bits and optional padding, so several
+    # spellings verify; accept only the one we issue (one token, one URL, one log key).
+    signed, _, signature = raw.rpartition(signer.sep)
+    if not secrets.compare_digest(signer.get_signature(signed), signature):
+        raise TokenError("bad token: not in canonical form")
     return value
 
 

@@ -11,7 +11,7 @@ from publisher.content.store import ArticleDraft, ArticleStore
 from publisher.db import transaction
 from publisher.site import Site
 from subscribers.addresses import lookup_key
-from subscribers.models import ACTIVE, Subscriber
+from subscribers.models import ACTIVE, PENDING, Subscriber
 
 _SUBSCRIBERS = cast(sa.Table, Subscriber.__table__)
 
@@ -101,3 +101,19 @@ async def add_subscribers(
                 rows = []
         if rows:
             await session.execute(sa.insert(_SUBSCRIBERS), rows)
+
+
+async def add_pending_with_confirmations(
+    site: Site, count: int, *, start: int = 0, domain: str = "example.net"
+) -> None:
+    """Insert ``count`` pending readers, each with a confirmation queued in the outbox."""
+    from publisher.delivery import notices
+    from publisher.delivery.models import MailKind
+
+    await add_subscribers(site, count, start=start, domain=domain, status=PENDING)
+    async with transaction(site.engine) as session:
+        ids = await session.scalars(
+            sa.select(Subscriber.id).where(Subscriber.status == PENDING).order_by(Subscriber.id)
+        )
+        for subscriber_id in list(ids):
+            await notices.queue(session, site, MailKind.CONFIRMATION, subscriber_id)

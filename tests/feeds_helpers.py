@@ -12,6 +12,8 @@ from publisher.resources import samples_dir
 from publisher.site import Site
 
 HOSTILE_TITLE = "Evil ]]> & <script>alert('t')</script> \u202eعربي\u202c 🎉\x07 done"
+#: The title as every feed and page shows it: no control characters, no bidi overrides.
+HOSTILE_TITLE_SHOWN = "Evil ]]> & <script>alert('t')</script> عربي 🎉 done"
 HOSTILE_BODY = (
     "<p onclick=\"alert('p')\">Hi <script>alert('x')</script>"
     '<a href="javascript:alert(1)">click</a> '

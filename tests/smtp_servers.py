@@ -85,9 +85,14 @@ class RecordingHandler:
 
 @asynccontextmanager
 async def smtp_server(
-    handler: Any, *, tls: ssl.SSLContext | None = None, implicit_tls: bool = False, **kwargs: Any
+    handler: Any,
+    *,
+    tls: ssl.SSLContext | None = None,
+    implicit_tls: bool = False,
+    port: int = 0,
+    **kwargs: Any,
 ) -> AsyncIterator[int]:
-    """Run an aiosmtpd server on the current loop; yield its port."""
+    """Run an aiosmtpd server on the current loop (on ``port``, else any); yield its port."""
     loop = asyncio.get_running_loop()
     sessions: list[SMTPServer] = []
 
@@ -103,7 +108,7 @@ async def smtp_server(
         return session
 
     server = await loop.create_server(
-        factory, host="127.0.0.1", port=0, ssl=tls if implicit_tls else None
+        factory, host="127.0.0.1", port=port, ssl=tls if implicit_tls else None
     )
     try:
         yield int(server.sockets[0].getsockname()[1])

@@ -27,7 +27,7 @@ def load(name: str) -> email.message.Message:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("dsn-hard.eml", [("Hilang@Example.NET", "hard")]),
+        ("dsn-hard.eml", [("Hilang@example.net", "hard")]),  # validated and normalized
         ("dsn-soft.eml", [("penuh@example.net", "soft")]),
         ("dsn-mailbox-full.eml", [("kotak@example.net", "soft")]),
         ("arf-complaint.eml", [("pengadu@example.com", "complaint")]),
@@ -63,24 +63,28 @@ def test_classify_status(action: str, status: str, kind: str | None) -> None:
 
 def test_read_eml_mbox_and_maildir(tmp_path: Path) -> None:
     names = sorted(p.name for p in DATA.glob("*.eml"))
-    assert [label for label, _ in bounces.read_messages(DATA / "dsn-hard.eml")] == [
+    assert [raw.label for raw in bounces.read_mailbox(DATA / "dsn-hard.eml")] == [
         str(DATA / "dsn-hard.eml")
     ]
     box = mailbox.mbox(tmp_path / "bounces.mbox")
     for name in names:
         box.add((DATA / name).read_bytes())
     box.close()
-    from_mbox = [m["Subject"] for _, m in bounces.read_messages(tmp_path / "bounces.mbox")]
+    from_mbox = [
+        bounces.parse_message(raw.data)["Subject"]
+        for raw in bounces.read_mailbox(tmp_path / "bounces.mbox")
+    ]
     assert len(from_mbox) == len(names)
     maildir = mailbox.Maildir(tmp_path / "Maildir")
     for name in names:
         maildir.add((DATA / name).read_bytes())
-    found = list(bounces.read_messages(tmp_path / "Maildir"))
+    found = list(bounces.read_mailbox(tmp_path / "Maildir"))
     assert len(found) == len(names)
+    assert all(raw.error is None for raw in found)
     with pytest.raises(MailboxError):
-        list(bounces.read_messages(tmp_path))  # a folder that is no maildir
+        list(bounces.read_mailbox(tmp_path))  # a folder that is no maildir
     with pytest.raises(MailboxError):
-        list(bounces.read_messages(tmp_path / "missing.eml"))
+        list(bounces.read_mailbox(tmp_path / "missing.eml"))
 
 
 async def add_active(site: Site, address: str) -> None:

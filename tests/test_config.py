@@ -363,6 +363,7 @@ def test_template_mentions_every_user_facing_section() -> None:
         "[digest]",
         "[web]",
         "[feeds]",
+        "[fetch]",
         "[[sources]]",
     ):
         assert section in CONFIG_TEMPLATE
@@ -373,6 +374,7 @@ def test_template_mentions_every_user_facing_section() -> None:
         "digest",
         "web",
         "feeds",
+        "fetch",
         "sources",
     }
 

@@ -100,8 +100,9 @@ class LocalServer:
 
 
 @pytest.fixture
-def server() -> Iterator[LocalServer]:
-    """Serve routes on a loopback port for the test."""
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalServer]:
+    """Serve routes on a loopback port for the test (which may therefore fetch from it)."""
+    monkeypatch.setenv("PUBLISHER_FETCH__ALLOW_PRIVATE_ADDRESSES", "true")
     with LocalServer() as running:
         yield running
 
@@ -290,7 +291,7 @@ async def test_fetch_times_out(server: LocalServer, monkeypatch: pytest.MonkeyPa
     server.routes["/slow"] = Route(b"late", delay=3)
     started = time.perf_counter()
     with pytest.raises(FetchError, match=r"/slow: timed out after 0.5 s"):
-        await fetch(server.url("/slow"))
+        await fetch(server.url("/slow"), allow_private=True)
     assert time.perf_counter() - started < 2.5
 
 
@@ -299,7 +300,7 @@ async def test_fetch_refused_connection_and_bad_scheme() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(FetchError, match=rf"127.0.0.1:{port}/x: cannot connect"):
-        await fetch(f"http://127.0.0.1:{port}/x")
+        await fetch(f"http://127.0.0.1:{port}/x", allow_private=True)
     with pytest.raises(FetchError, match=r"ftp://example.org/x: not an http\(s\) URL"):
         await fetch("ftp://example.org/x")
 
@@ -308,9 +309,14 @@ async def test_fetch_conditional_get(server: LocalServer) -> None:
     server.routes["/feed"] = Route(
         b"<rss/>", headers={"ETag": '"v1"', "Last-Modified": "Tue, 24 Nov 2026 10:00:00 GMT"}
     )
-    first = await fetch(server.url("/feed"))
+    first = await fetch(server.url("/feed"), allow_private=True)
     assert (first.status, first.etag, first.content) == (200, '"v1"', b"<rss/>")
-    second = await fetch(server.url("/feed"), etag=first.etag, last_modified=first.last_modified)
+    second = await fetch(
+        server.url("/feed"),
+        etag=first.etag,
+        last_modified=first.last_modified,
+        allow_private=True,
+    )
     assert second.not_modified
     assert second.content == b""
     sent = server.requests[-1][1]

@@ -1,4 +1,4 @@
-"""The scheduler process: its lock, its stored jobs, start/stop and `publisher schedule`."""
+"""The scheduler process: its lock, its jobs, start/stop and `publisher schedule`."""
 
 from __future__ import annotations
 
@@ -26,38 +26,37 @@ from publisher.clock import FrozenClock
 from publisher.config import SourceSettings, load_settings
 from publisher.content.models import Article
 from publisher.errors import LockedError
+from publisher.planning import TICK, next_tick
 from publisher.scheduling import (
     ADVISORY_KEY,
-    JOBS_TABLE,
     SOURCES_JOB,
     TICK_JOB,
     ScheduleRunner,
-    acquire_lock,
-    digest_tick_job,
     job_specs,
     lock_file_for,
     overview,
     schedule_lines,
+    take_lock,
 )
 from publisher.site import Site
 from tests.scheduling_helpers import add_reader
 
 
-def test_second_lock_is_refused_until_the_first_is_released(site: Site) -> None:
-    first = acquire_lock(site.settings)
+async def test_second_lock_is_refused_until_the_first_is_released(site: Site) -> None:
+    first = await take_lock(site)
     try:
         with pytest.raises(LockedError, match="another scheduler is already running"):
-            acquire_lock(site.settings)
+            await take_lock(site)
     finally:
-        first.release()
-    again = acquire_lock(site.settings)
-    again.verify()
-    again.release()
+        await first.release()
+    again = await take_lock(site)
+    await again.verify()
+    await again.release()
     # Releasing twice is harmless.
-    again.release()
+    await again.release()
 
 
-def test_sqlite_lock_file_sits_beside_the_database_and_names_the_holder(site: Site) -> None:
+async def test_sqlite_lock_file_sits_beside_the_database_and_names_the_holder(site: Site) -> None:
     if not db.is_sqlite(site.settings.database.url):
         pytest.skip("lock file is the SQLite lock")
     database = db.sqlite_path(site.settings.database.url)
@@ -65,32 +64,21 @@ def test_sqlite_lock_file_sits_beside_the_database_and_names_the_holder(site: Si
     path = lock_file_for(site.settings)
     assert path.parent == database.parent
     assert path.name == database.name + ".scheduler.lock"
-    with acquire_lock(site.settings):
+    async with await take_lock(site):
         with pytest.raises(LockedError) as caught:
-            acquire_lock(site.settings)
+            await take_lock(site)
         assert str(path) in str(caught.value)
-        assert f"pid {os.getpid()}" in str(caught.value)
+        assert f"held by pid {os.getpid()}" in str(caught.value)
+    # The file stays (deleting it would let two schedulers in, see publisher/locks.py).
+    assert path.exists()
 
 
-def test_postgres_lock_names_the_holding_backend(site: Site) -> None:
+async def test_postgres_lock_names_the_holding_backend(site: Site) -> None:
     if db.is_sqlite(site.settings.database.url):
         pytest.skip("advisory lock is the PostgreSQL lock")
-    with (
-        acquire_lock(site.settings),
-        pytest.raises(LockedError, match=r"advisory lock .* held by backend pid \d+"),
-    ):
-        acquire_lock(site.settings)
-
-
-def stored_job_rows(url: str) -> dict[str, float | None]:
-    """Read the APScheduler table directly: job id → next run timestamp."""
-    engine = db.create_sync_engine(url)
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(sa.text(f"SELECT id, next_run_time FROM {JOBS_TABLE}"))
-            return {row[0]: row[1] for row in rows}
-    finally:
-        engine.dispose()
+    async with await take_lock(site):
+        with pytest.raises(LockedError, match=r"advisory lock .* held by backend pid \d+"):
+            await take_lock(site)
 
 
 async def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -102,7 +90,16 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None
         await asyncio.sleep(0.02)
 
 
-async def test_runner_stores_its_jobs_ticks_at_once_and_stops_cleanly(
+def apscheduler_tables(url: str) -> set[str]:
+    """Return the tables whose name says APScheduler made them."""
+    engine = db.create_sync_engine(url)
+    try:
+        return {name for name in sa.inspect(engine).get_table_names() if "apscheduler" in name}
+    finally:
+        engine.dispose()
+
+
+async def test_runner_ticks_at_once_then_on_the_quarter_hours_and_stops_cleanly(
     site: Site, clock: FrozenClock
 ) -> None:
     runner = ScheduleRunner(site)
@@ -114,10 +111,11 @@ async def test_runner_stores_its_jobs_ticks_at_once_and_stops_cleanly(
         assert set(runs) == {TICK_JOB}
         next_run = runs[TICK_JOB]
         assert next_run is not None
-        # Ticks land on quarter hours, less than 15 minutes from now.
+        # Ticks land on planning's tick grid (quarter hours), less than a tick from now.
+        assert next_run == next_tick(datetime.now(UTC))
         assert next_run.minute % 15 == 0
         assert next_run.second == 0
-        assert timedelta(0) < next_run - datetime.now(UTC) <= timedelta(minutes=15)
+        assert timedelta(0) < next_run - datetime.now(UTC) <= TICK
         # A second scheduler on the same database refuses to start, and says why.
         other = Site.from_settings(load_settings(site.settings.config_path), clock=clock)
         with pytest.raises(LockedError, match="already running"):
@@ -125,9 +123,8 @@ async def test_runner_stores_its_jobs_ticks_at_once_and_stops_cleanly(
         await other.aclose()
     finally:
         await runner.stop()
-    rows = stored_job_rows(site.settings.database.url)
-    assert set(rows) == {TICK_JOB}
-    # Stopped: the lock is free again and the stored job is reused, not duplicated.
+    assert runner.next_runs() == {}
+    # Stopped: the lock is free again and a new scheduler starts.
     again = ScheduleRunner(site)
     await again.start()
     try:
@@ -135,41 +132,31 @@ async def test_runner_stores_its_jobs_ticks_at_once_and_stops_cleanly(
         assert set(again.next_runs()) == {TICK_JOB}
     finally:
         await again.stop()
-    assert set(stored_job_rows(site.settings.database.url)) == {TICK_JOB}
+    # Nothing about the schedule is kept in the database: idempotency lives in the data.
+    assert apscheduler_tables(site.settings.database.url) == set()
 
 
-async def test_stale_and_changed_jobs_are_replaced(site: Site) -> None:
-    engine = db.create_sync_engine(site.settings.database.url)
-    runner = ScheduleRunner(site)
-    await runner.start()
-    await runner.stop()
-    # A job the settings no longer ask for is removed on the next start.
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text(
-                f"INSERT INTO {JOBS_TABLE} (id, next_run_time, job_state) "
-                "VALUES ('gone', NULL, :state)"
-            ),
-            {"state": b"not a pickle"},
-        )
-    engine.dispose()
+async def test_a_job_already_running_is_not_started_twice(site: Site) -> None:
     runner = ScheduleRunner(site)
     await runner.start()
     try:
-        assert set(runner.next_runs()) == {TICK_JOB}
+        await wait_for(lambda: len(runner.ticks) == 1)
+        # Both at once (the start's run and a scheduled one): the second finds it busy.
+        await asyncio.gather(runner.run_job(TICK_JOB), runner.run_job(TICK_JOB))
+        assert len(runner.ticks) == 2
     finally:
         await runner.stop()
-    assert set(stored_job_rows(site.settings.database.url)) == {TICK_JOB}
+    # Stopped: a late firing does nothing.
+    await runner.run_job(TICK_JOB)
+    assert len(runner.ticks) == 2
 
 
 def test_sources_job_only_when_sources_are_configured(site: Site) -> None:
-    assert [spec.id for spec in job_specs(site.settings)] == [TICK_JOB]
+    assert [(spec.id, spec.every) for spec in job_specs(site.settings)] == [(TICK_JOB, TICK)]
     settings = site.settings.model_copy(deep=True)
     settings.sources = [SourceSettings(url="https://example.org/feed.xml")]
     specs = job_specs(settings)
     assert [spec.id for spec in specs] == [TICK_JOB, SOURCES_JOB]
-    # Jobs are stored by textual reference, so the store never pickles a function object.
-    assert all(spec.func_ref.startswith("publisher.scheduling:") for spec in specs)
 
 
 async def test_overview_and_schedule_lines(site: Site, clock: FrozenClock) -> None:
@@ -180,8 +167,11 @@ async def test_overview_and_schedule_lines(site: Site, clock: FrozenClock) -> No
     await add_reader(site, "weekly@example.org", "Asia/Makassar", frequency="weekly")
     await add_reader(site, "pending@example.org", "Asia/Makassar", status="pending")
     view = await overview(site)
-    assert [(job.id, job.stored) for job in view.jobs] == [(TICK_JOB, False)]
+    assert [job.id for job in view.jobs] == [TICK_JOB]
     assert view.jobs[0].next_run == datetime(2026, 11, 24, 21, 30, tzinfo=UTC)
+    clock.set(datetime(2026, 11, 24, 21, 30, 1, tzinfo=UTC))
+    assert (await overview(site)).jobs[0].next_run == datetime(2026, 11, 24, 21, 45, tzinfo=UTC)
+    clock.set(datetime(2026, 11, 24, 21, 30, tzinfo=UTC))
     sends = [(plan.frequency, plan.timezone, plan.send_at, plan.subscribers) for plan in view.sends]
     # Soonest first; the site's own zone is listed even with nobody in it; pending
     # readers are not counted.
@@ -193,8 +183,9 @@ async def test_overview_and_schedule_lines(site: Site, clock: FrozenClock) -> No
     ]
     lines = await schedule_lines(site)
     assert "07:00 in each reader's own time zone" in lines[0]
+    assert "checks every 15 minutes" in lines[0]
     assert any("Asia/Jayapura" in line and "2 subscribers" in line for line in lines)
-    assert any("job digest-tick" in line for line in lines)
+    assert any("job digest-tick: next run 2026-11-24 21:30 UTC" in line for line in lines)
 
 
 def test_schedule_show_command(site_dir: Path) -> None:
@@ -203,8 +194,8 @@ def test_schedule_show_command(site_dir: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "digest-tick" in result.output
+    assert "every 15 minutes" in result.output
     assert "Asia/Jakarta" in result.output
-    assert "not started yet" in result.output
 
 
 def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -328,7 +319,6 @@ async def test_sources_job_imports_followed_feeds_and_pings_the_hub(site: Site) 
     assert {"Pelabuhan Ambon diperluas", "Festival kopi Toraja"} <= titles
     # The hub heard about the site's feeds once the import changed them.
     assert f"{site.settings.site.base_url}/feed.xml" in _Partner.pings
-    assert set(stored_job_rows(site.settings.database.url)) == {TICK_JOB, SOURCES_JOB}
 
 
 async def test_lost_postgres_lock_stops_the_scheduler(site: Site) -> None:
@@ -353,9 +343,9 @@ async def test_lost_postgres_lock_stops_the_scheduler(site: Site) -> None:
         )
     engine.dispose()
     assert list(killed) == [True]
-    await digest_tick_job()  # the next job notices
+    await runner.run_job(TICK_JOB)  # the next job notices
     with pytest.raises(LockedError, match="connection lost"):
         await asyncio.wait_for(task, timeout=30)
     # Another scheduler may now take over.
-    with acquire_lock(site.settings):
+    async with await take_lock(site):
         pass

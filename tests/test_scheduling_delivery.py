@@ -399,7 +399,7 @@ async def test_stop_mid_delivery_finishes_in_flight_and_restart_sends_the_rest(
             statuses = {status: int(count) for status, count in rows.all()}
         # Whatever was handed to the server is recorded as sent; nothing is left claimed.
         assert statuses.get("sent", 0) == first_run
-        assert "sending" not in statuses
+        assert "claimed" not in statuses
         # Back up later the same morning: the rest go out, nobody twice.
         clock.set(at(25, 1, 40))
         again = ScheduleRunner(site)

@@ -138,7 +138,8 @@ def test_to_sends_one_test_copy_and_touches_no_state(
     assert "no subscriber was touched" in result.stdout
     assert sent_to(sink) == ["editor@example.com"]
     assert "Artikel 0" in sink.messages[0].path.read_text(encoding="utf-8")
-    assert delivery_state(site_dir) == (0, 0, [None] * 4)
+    # One outbox row (the test copy, sent); no edition, no reader's window moved.
+    assert delivery_state(site_dir) == (0, 1, [None] * 4)
 
 
 def test_resume_finishes_queued_rows_and_queues_nobody_new(
@@ -171,7 +172,7 @@ def test_status_counts_by_status_as_text_and_json(
     assert key.startswith("daily:")
     assert document["counts"] == {
         "queued": 0,
-        "sending": 0,
+        "claimed": 0,
         "retrying": 0,
         "sent": 3,
         "failed": 0,

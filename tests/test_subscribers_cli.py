@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.bounce_helpers import delivered_to
 from tests.clirunner import CliResult, invoke
 from tests.smtp_servers import RecordingHandler, threaded_smtp_server
 
@@ -104,12 +105,13 @@ def test_import_reports_bad_rows_and_keeps_suppression(
     assert "2 created, 0 updated, 0 unchanged, 0 suppressed (skipped), 1 failed" in first.stdout
     # Hard bounce for a, then delete and re-import: a stays out.
     eml = site_dir / "bounce.eml"
-    eml.write_bytes(
+    raw = (
         (DATA / "dsn-hard.eml")
         .read_bytes()
         .replace(b"hilang@example.net", b"a@example.org")
         .replace(b"Hilang@Example.NET", b"A@example.org")
     )
+    eml.write_bytes(delivered_to(site_dir, raw, "a@example.org"))
     processed = cli(capsys, site_dir, "bounces", "process", eml)
     assert processed.exit_code == 0, processed.stderr
     assert "1 hard" in processed.stdout
@@ -126,19 +128,40 @@ def test_import_reports_bad_rows_and_keeps_suppression(
 def test_bounces_process_maildir_and_mbox(
     capsys: pytest.CaptureFixture[str], site_dir: Path, tmp_path: Path
 ) -> None:
-    for address in ("hilang@example.net", "pengadu@example.com", "penuh@example.net"):
+    readers = (
+        "hilang@example.net",
+        "pengadu@example.com",
+        "penuh@example.net",
+        "tiada@example.co.id",
+    )
+    for address in readers:
         assert cli(capsys, site_dir, "subscribers", "add", address, "--confirmed").exit_code == 0
+    # Each report answers a message we sent: it arrives at that message's return path.
+    answers = {
+        "dsn-hard.eml": "hilang@example.net",
+        "arf-complaint.eml": "pengadu@example.com",
+        "dsn-soft.eml": "penuh@example.net",
+        "dsn-mailbox-full.eml": "penuh@example.net",
+        "exim-hard.eml": "tiada@example.co.id",
+    }
+    reports = {
+        eml.name: delivered_to(site_dir, eml.read_bytes(), answers[eml.name])
+        if eml.name in answers
+        else eml.read_bytes()
+        for eml in sorted(DATA.glob("*.eml"))
+    }
     maildir = mailbox.Maildir(tmp_path / "Maildir")
-    for eml in sorted(DATA.glob("*.eml")):
-        maildir.add(eml.read_bytes())
+    for raw in reports.values():
+        maildir.add(raw)
     result = cli(capsys, site_dir, "bounces", "process", tmp_path / "Maildir")
     assert result.exit_code == 0, result.stderr
     assert (
-        "6 messages: 2 hard, 2 soft, 1 complaints, 3 suppressed, 0 already recorded, 1 unrecognized"
+        "6 messages: 2 hard, 2 soft, 1 complaints, 3 suppressed, 0 already recorded, "
+        "1 unrecognized, 0 ignored (not answering mail we sent), 0 malformed"
     ) in result.stdout
     mbox = mailbox.mbox(tmp_path / "box.mbox")
-    for eml in sorted(DATA.glob("*.eml")):
-        mbox.add(eml.read_bytes())
+    for raw in reports.values():
+        mbox.add(raw)
     mbox.close()
     again = cli(capsys, site_dir, "bounces", "process", tmp_path / "box.mbox")
     assert "5 already recorded" in again.stdout
@@ -150,6 +173,7 @@ def test_bounces_process_maildir_and_mbox(
         "hilang@example.net": "bounced",
         "pengadu@example.com": "complained",
         "penuh@example.net": "active",
+        "tiada@example.co.id": "bounced",
     }
     missing = cli(capsys, site_dir, "bounces", "process", tmp_path / "nothing")
     assert missing.exit_code == 2

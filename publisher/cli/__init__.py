@@ -2,26 +2,56 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
 from publisher import __version__
-from publisher.cli import articles, database, demo, init, mailsink
-from publisher.cli import bounces as bounces_cli
-from publisher.cli import digest as digest_cli
-from publisher.cli import feed as feed_cli
-from publisher.cli import schedule as schedule_cli
-from publisher.cli import sending as sending_cli
-from publisher.cli import serve as serve_cli
-from publisher.cli import subscribers as subscribers_cli
-from publisher.cli import tokens as tokens_cli
-from publisher.cli import users as users_cli
 from publisher.cli.context import CliContext
 from publisher.errors import PublisherError
 
+#: Where each command lives. A module is imported only when its command runs: a short
+#: command (`digest send` of a few thousand) otherwise spends most of its life importing
+#: every other command's libraries. `digest` gains `send` and `status` from sending.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "init": ("publisher.cli.init",),
+    "db": ("publisher.cli.database",),
+    "articles": ("publisher.cli.articles",),
+    "demo": ("publisher.cli.demo",),
+    "mailsink": ("publisher.cli.mailsink",),
+    "feed": ("publisher.cli.feed",),
+    "serve": ("publisher.cli.serve",),
+    "schedule": ("publisher.cli.schedule",),
+    "digest": ("publisher.cli.sending", "publisher.cli.digest"),
+    "worker": ("publisher.cli.sending",),
+    "subscribers": ("publisher.cli.subscribers",),
+    "bounces": ("publisher.cli.bounces",),
+    "users": ("publisher.cli.users",),
+    "tokens": ("publisher.cli.tokens",),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    """A group whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMAND_MODULES, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        for module_name in COMMAND_MODULES.get(cmd_name, ()):
+            module = importlib.import_module(module_name)
+            commands: list[click.Command] = module.COMMANDS
+            for command in commands:
+                if command.name == cmd_name:
+                    self.add_command(command)
+                    return command
+        return None
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -35,26 +65,6 @@ from publisher.errors import PublisherError
 def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     """Publish articles as feeds and email digests."""
     ctx.obj = CliContext(config_path=config_path, debug=debug)
-
-
-for module in (
-    init,
-    database,
-    articles,
-    demo,
-    mailsink,
-    feed_cli,
-    serve_cli,
-    schedule_cli,
-    digest_cli,
-    sending_cli,
-    subscribers_cli,
-    bounces_cli,
-    users_cli,
-    tokens_cli,
-):
-    for command in module.COMMANDS:
-        cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:

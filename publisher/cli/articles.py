@@ -28,6 +28,8 @@ def articles() -> None:
 def _report(outcome: ImportOutcome) -> None:
     if outcome.action == "failed":
         err_console.print(f"error: {outcome.error}", markup=False)
+    elif outcome.action == "skipped":
+        err_console.print(f"warning: {outcome.error}", markup=False)
     else:
         console.print(f"{outcome.action:9} {outcome.slug}  ({outcome.path})", markup=False)
 

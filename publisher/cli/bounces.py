@@ -1,4 +1,4 @@
-"""`publisher bounces process`: read DSNs and complaint reports and suppress addresses."""
+"""`publisher bounces process`: read DSNs and complaint reports and suppress readers."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ import click
 from publisher.cli.context import CliContext, console, pass_cli, run
 from publisher.cli.subscribers import converted_errors
 from publisher.db import transaction
+from publisher.delivery.compose import return_paths
 from publisher.errors import UsageError
 from publisher.site import Site
 from subscribers import bounces as bounce_reports
+from subscribers.bounces import Verdict, printable
+from subscribers.errors import MalformedReport
 
 
 @click.group("bounces")
@@ -29,48 +32,71 @@ def process(cli: CliContext, path: Path) -> None:
         raise UsageError(f"{path}: no such file or folder")
     site = cli.site()
     mail = site.settings.mail
+    paths = return_paths(site.settings)
+
+    def say(line: str) -> None:
+        # Everything after the label comes from the report's author: printable() it.
+        console.print(line, markup=False)
 
     async def work(site: Site) -> Counter[str]:
         totals: Counter[str] = Counter()
         with converted_errors():
-            for label, message in bounce_reports.read_messages(path):
+            for raw in bounce_reports.read_mailbox(path):
                 totals["messages"] += 1
-                failures = bounce_reports.classify(message)
-                if not failures:
-                    totals["unrecognized"] += 1
-                    console.print(f"skipped   {label}: not a bounce or complaint", markup=False)
+                label = printable(raw.label, 500)
+                if raw.error is not None:
+                    totals["malformed"] += 1
+                    say(f"malformed {label}: {raw.error}")
                     continue
+                # One message's trouble is logged with its key; the rest go on.
+                try:
+                    report = bounce_reports.examine(raw.data, paths)
+                except MalformedReport as exc:
+                    totals["malformed"] += 1
+                    say(f"malformed {label}: {printable(exc, 300)}")
+                    continue
+                if report.verdict == Verdict.NOT_A_REPORT:
+                    totals["unrecognized"] += 1
+                    say(f"skipped   {label}: not a bounce or complaint")
+                    continue
+                if report.verdict == Verdict.UNVERIFIED or report.subscriber_id is None:
+                    totals["ignored"] += 1
+                    say(f"ignored   {label}: {report.why}")
+                    continue
+                assert report.kind is not None
                 # One transaction per report: a crash never records half a message.
                 async with transaction(site.engine) as session:
-                    for failure in failures:
-                        outcome = await bounce_reports.record_bounce(
-                            session,
-                            failure.email,
-                            failure.kind,
-                            failure.detail,
-                            site.clock.now(),
-                            mail.soft_bounce_limit,
-                            mail.soft_bounce_window,
-                            report_id=failure.report_id,
-                        )
-                        if outcome.duplicate:
-                            totals["duplicate"] += 1
-                            state = "already recorded"
-                        else:
-                            totals[failure.kind] += 1
-                            totals["suppressed"] += outcome.suppressed
-                            state = "suppressed" if outcome.suppressed else "counted"
-                        console.print(
-                            f"{failure.kind:9} {failure.email}  {state}  ({failure.detail})",
-                            markup=False,
-                        )
+                    outcome = await bounce_reports.record_verified(
+                        session,
+                        report.subscriber_id,
+                        report.kind,
+                        report.detail,
+                        site.clock.now(),
+                        mail.soft_bounce_limit,
+                        mail.soft_bounce_window,
+                        report_id=report.report_id,
+                    )
+                if outcome is None:
+                    totals["ignored"] += 1
+                    say(f"ignored   {label}: reader #{report.subscriber_id} no longer exists")
+                    continue
+                if outcome.duplicate:
+                    totals["duplicate"] += 1
+                    state = "already recorded"
+                else:
+                    totals[report.kind] += 1
+                    totals["suppressed"] += outcome.suppressed
+                    state = "suppressed" if outcome.suppressed else "counted"
+                say(f"{report.kind:9} {outcome.email}  {state}  ({printable(report.detail)})")
         return totals
 
     totals = run(site, work)
     console.print(
         f"{totals['messages']} messages: {totals['hard']} hard, {totals['soft']} soft, "
         f"{totals['complaint']} complaints, {totals['suppressed']} suppressed, "
-        f"{totals['duplicate']} already recorded, {totals['unrecognized']} unrecognized",
+        f"{totals['duplicate']} already recorded, {totals['unrecognized']} unrecognized, "
+        f"{totals['ignored']} ignored (not answering mail we sent), "
+        f"{totals['malformed']} malformed",
         markup=False,
     )
 

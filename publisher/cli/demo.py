@@ -125,7 +125,7 @@ async def _main_job(site: Site, directory: Path) -> None:
     console.print(f"digest clock: {now.astimezone(site.settings.tz):%Y-%m-%d %H:%M %Z}")
     for frequency in planning.FREQUENCIES:
         day = current_edition_date(sending, frequency, now)
-        edition = await open_edition(sending, frequency, day, now)
+        edition = await open_edition(sending, frequency, day, now, enqueuing=True)
         queued = await enqueue(sending, edition, now)
         console.print(f"digest {queued}", markup=False)
     delivered = await deliver(sending, until_idle=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import tomllib
 from pathlib import Path
@@ -46,7 +47,8 @@ url = "sqlite:///publisher.db"
 from = {mail_from}
 reply_to = ""
 # `publisher mailsink` listens here; point it at your MTA in production
-# (smtp://user:pass@host:587 uses STARTTLS when offered, smtps:// implicit TLS).
+# (smtp://user:pass@host:587 uses STARTTLS and sends the password only over TLS,
+# smtps:// implicit TLS; ?auth=plain-insecure allows a password without TLS).
 smtp_url = "smtp://127.0.0.1:1025"
 connections = 4
 rate_per_second = 0   # 0 = unlimited
@@ -60,6 +62,8 @@ postal_address = ""
 # dkim_key_file = "dkim.key"
 # timeout = "30s"
 # unsubscribe_mailto = "unsubscribe@example.org"
+# Envelope sender: mail leaves from bounces+<signed token>@...; default: the from address.
+# return_path = "bounces@example.org"
 # Suppress an address after this many soft bounces within the window:
 # soft_bounce_limit = 3
 # soft_bounce_window = "30d"
@@ -80,6 +84,10 @@ feed_cache_seconds = 300
 [feeds]
 items = 50
 archive_size = 100
+
+[fetch]
+# Fetching pages and feeds from loopback or private addresses is refused unless allowed:
+allow_private_addresses = false
 
 # Feeds to follow and import on a schedule:
 # [[sources]]
@@ -124,8 +132,21 @@ def write_config(
         secret_key=toml_string(secrets.token_urlsafe(32)),
     )
     settings_from_mapping(tomllib.loads(text), path, text)  # reject bad flags before writing
-    path.write_text(text, encoding="utf-8")
+    write_private(path, text.encode("utf-8"))
     return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` readable by its owner only (it holds secret_key and SMTP passwords)."""
+    # Created 0600 from the start: a chmod after writing would leave a window at the umask.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError(f"{path}: already exists; remove it or choose another folder") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot create: {exc.strerror}") from exc
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
 
 
 def init_site(

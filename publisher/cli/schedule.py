@@ -38,7 +38,7 @@ def run_command(cli: CliContext) -> None:
 @pass_cli
 def show_command(cli: CliContext) -> None:
     """Show the scheduler's jobs and the next digest send per time zone."""
-    from publisher.scheduling import overview
+    from publisher.scheduling import every_text, overview
 
     site = cli.site()
     view = run(site, overview)
@@ -51,15 +51,11 @@ def show_command(cli: CliContext) -> None:
     jobs = Table(title="Jobs", title_justify="left")
     jobs.add_column("job")
     jobs.add_column("next run (UTC)")
-    jobs.add_column("trigger")
+    jobs.add_column("runs")
     jobs.add_column("what it does")
     for job in view.jobs:
-        when = (
-            "paused" if job.next_run is None else f"{job.next_run.astimezone(UTC):%Y-%m-%d %H:%M}"
-        )
-        if not job.stored:
-            when += " (not started yet)"
-        jobs.add_row(job.id, when, job.trigger, job.description)
+        when = f"{job.next_run.astimezone(UTC):%Y-%m-%d %H:%M}"
+        jobs.add_row(job.id, when, every_text(job.every), job.description)
     console.print(jobs)
     sends = Table(title="Next sends", title_justify="left")
     for name in ("frequency", "time zone", "local time", "UTC", "subscribers"):

@@ -6,7 +6,6 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -34,16 +33,16 @@ from publisher.delivery.editions import (
     current_edition_date,
     enqueue,
     get_edition,
+    mail_domain,
     open_edition,
 )
 from publisher.delivery.models import (
-    CLAIMED,
     OUTBOX_STATUSES,
-    WAITING,
     Edition,
-    OutboxRow,
+    MailKind,
+    OutboxStatus,
 )
-from publisher.delivery.smtp import send_message, sender_address
+from publisher.delivery.outbox import Outbox
 from publisher.delivery.worker import DeliveryReport, deliver
 from publisher.errors import DeliveryError, NotFoundError
 from publisher.render.digest import Digest, render_digest
@@ -65,10 +64,19 @@ LINGER = timedelta(seconds=60)
 @click.option("--dry-run", is_flag=True, help="Render and count; send nothing, write nothing.")
 @click.option("--to", "to", default=None, metavar="EMAIL", help="Send one test copy here only.")
 @click.option("--resume", is_flag=True, help="Only finish what is queued (after a crash).")
+@click.option(
+    "--retry-now",
+    is_flag=True,
+    help="Lift a pause now (the SMTP server is back) instead of waiting it out.",
+)
 @pass_cli
-def send(cli: CliContext, frequency: str, dry_run: bool, to: str | None, resume: bool) -> None:
+def send(
+    cli: CliContext, frequency: str, dry_run: bool, to: str | None, resume: bool, retry_now: bool
+) -> None:
     """Send the digest now to every active subscriber of FREQUENCY (safe to run again)."""
     site = cli.site()
+    if retry_now:
+        run(site, lambda s: Outbox(s).clear_pause())
     if to is not None:
         run(site, lambda s: _send_test_copy(s, frequency, to))
         return
@@ -88,10 +96,10 @@ async def _send(site: Site, frequency: str, resume: bool) -> DeliveryReport:
     now = site.clock.now()
     if not resume:
         day = current_edition_date(site, frequency, now)
-        edition = await open_edition(site, frequency, day, now)
+        edition = await open_edition(site, frequency, day, now, enqueuing=True)
         queued = await enqueue(site, edition, now)
         console.print(_enqueue_line(queued), markup=False)
-    total = await _waiting(site)
+    total = await outbox_queries.unfinished_count(site)
     started = time.monotonic()
     columns = (
         TextColumn("[bold]sending"),
@@ -122,16 +130,6 @@ async def _send(site: Site, frequency: str, resume: bool) -> DeliveryReport:
         progress(report)
     await _summary(site, report)
     return report
-
-
-async def _waiting(site: Site) -> int:
-    async with transaction(site.engine) as session:
-        count = await session.scalar(
-            sa.select(sa.func.count())
-            .select_from(OutboxRow)
-            .where(OutboxRow.status.in_((*WAITING, CLAIMED)))
-        )
-    return int(count or 0)
 
 
 def _enqueue_line(report: EnqueueReport) -> str:
@@ -235,43 +233,33 @@ async def _dry_run(site: Site, frequency: str) -> None:
 async def _send_test_copy(site: Site, frequency: str, to: str) -> None:
     # What a new reader in the site language would get next (else a sample of the latest).
     chosen = await next_digest(site, frequency=frequency)
-    articles, more = chosen.articles, chosen.more_count
-    if not articles:
+    if not chosen.articles:
         raise NotFoundError("no published articles: nothing to send (add some first)")
     now = site.clock.now()
     local = current_edition_date(site, frequency, now)
-    compiled = await asyncio.to_thread(
-        render_digest,
-        site.settings,
-        Digest(
-            articles=articles,
-            language=site.settings.site.language,
-            edition_key=planning.period_key(frequency, local),
-            edition_date=local,
-            tz=site.settings.tz,
-            more_count=more,
-            frequency=frequency,
-        ),
-    )
-    if chosen.sample:
-        compiled = replace(compiled, subject=f"[sample] {compiled.subject}")
-    tokens, base = reader_links(site)
-    sender = sender_address(site.settings.mail.from_)
-    domain = sender.rpartition("@")[2] or "localhost"
-    message = build_digest_template(site.settings, compiled, clock=site.clock).personalize(
-        Recipient(
-            email=to,
-            name="",
-            # A test copy belongs to no subscriber: these links lead to "not found".
-            unsubscribe_url=f"{base}/unsubscribe/{tokens.unsubscribe(0)}",
-            preferences_url=f"{base}/preferences/{tokens.preferences(0)}",
-            message_id=make_message_id(domain),
-            language=compiled.language,
+    payload = {
+        "language": site.settings.site.language,
+        "article_ids": [a.id for a in chosen.articles],
+        "more_count": chosen.more_count,
+        "sample": chosen.sample,
+        "frequency": frequency,
+        "edition_key": planning.period_key(frequency, local),
+        "edition_date": local.isoformat(),
+    }
+    async with transaction(site.engine) as session:
+        row_id = await outbox_queries.queue_test_copy(
+            session, to, payload, now, domain=mail_domain(site)
         )
-    )
-    await send_message(site.settings.mail, message, sender, [to])
+    # The same worker as every other message, limited to test copies: a test copy
+    # never sends the queued digests along with it.
+    report = await deliver(site, kinds=(MailKind.TEST_COPY,), until_idle=True)
+    row = await outbox_queries.row_state(site, row_id)
+    if report.paused or row.status != OutboxStatus.SENT:
+        raise DeliveryError(
+            f"test copy to {to} not sent ({row.status}): {report.paused or row.response}"
+        )
     console.print(
-        f"sent one test copy of {compiled.subject!r} to {to} ({len(message)} bytes); "
+        f"sent one test copy of {len(chosen.articles)} article(s) to {to}; "
         "no subscriber was touched",
         markup=False,
     )

@@ -15,6 +15,8 @@ from rich.table import Table
 
 from publisher.cli.context import CliContext, console, err_console, pass_cli, print_json, run
 from publisher.db import transaction
+from publisher.delivery import notices
+from publisher.delivery.models import MailKind
 from publisher.errors import InputError, NotFoundError, PublisherError, UsageError
 from publisher.site import Site
 from subscribers import consent, csvio, repository, suppression
@@ -113,13 +115,47 @@ def add(
                         f"{address.email} is already on the list ({existing.status})"
                     )
                 outcome = await consent.subscribe(session, address, preferences, record, now)
-                subscriber_id = outcome.subscriber.id
-        from publisher.web.subscription import send_subscription_mail
-
-        await send_subscription_mail(site, "confirm", subscriber_id)
-        return f"added {address.email} ({PENDING}); confirmation email sent"
+                await notices.queue(session, site, MailKind.CONFIRMATION, outcome.subscriber.id)
+        return f"added {address.email} ({PENDING}); {await _deliver_now(site)}"
 
     console.print(run(site, work), markup=False)
+
+
+async def _deliver_now(site: Site) -> str:
+    """Send queued notices now; say what became of the one just queued."""
+    report = await notices.deliver_notices(site)
+    if report is None:
+        return "confirmation email queued (the running sender delivers it)"
+    if report.paused:
+        return f"confirmation email queued; sending paused: {report.paused}"
+    if report.sent:
+        return "confirmation email sent"
+    return "confirmation email queued (see `publisher digest status` and the worker's log)"
+
+
+@subscribers.command("resend-confirmation")
+@click.argument("email")
+@pass_cli
+def resend_confirmation(cli: CliContext, email: str) -> None:
+    """Queue a fresh confirmation email for a pending reader, and send it."""
+
+    async def work(site: Site) -> str:
+        with converted_errors():
+            async with transaction(site.engine) as session:
+                subscriber = await repository.get_by_email(session, email)
+                if subscriber is None:
+                    raise SubscriberNotFound(f"no subscriber {email.strip()!r}")
+                if subscriber.status != PENDING:
+                    raise InvalidInput(
+                        f"{subscriber.email} is {subscriber.status}, not {PENDING}: "
+                        "only pending readers are asked to confirm"
+                    )
+                subscriber.confirmation_sent_at = site.clock.now()
+                await notices.queue(session, site, MailKind.CONFIRMATION, subscriber.id)
+                address = subscriber.email
+        return f"{address}: {await _deliver_now(site)}"
+
+    console.print(run(cli.site(), work), markup=False)
 
 
 @subscribers.command("import")

@@ -20,7 +20,7 @@ from publisher.content.store import ArticleDraft, ArticleStore, UpsertResult
 from publisher.errors import InputError
 
 MAX_TITLE = 500
-MAX_BODY = 1_000_000  # characters of Markdown: a long feature is ~50,000
+MAX_BODY = 500_000  # characters of Markdown: a long feature is ~50,000; forms stay under 1 MiB
 MAX_TAGS = 30
 MAX_LINE = 2000  # author, image URL, caption, credit
 #: Where articles written here come from (importers use paths and URLs).

@@ -8,6 +8,8 @@ from urllib.parse import urljoin, urlsplit
 
 import nh3
 
+from publisher.errors import InputError
+
 ALLOWED_TAGS = {
     "a",
     "abbr",
@@ -87,6 +89,25 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\u
 _BLOCK_END = re.compile(r"</(p|div|h[1-6]|li|blockquote|figcaption|tr|pre)>|<br\s*/?>", re.I)
 _FIRST_PARAGRAPH = re.compile(r"<p(?:\s[^>]*)?>(.*?)</p>", re.I | re.S)
 _SPACE = re.compile(r"[ \t\r\f\v]+")
+# Bidi embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069) and the marks
+# (U+200E, U+200F, U+061C) let a title display other than it reads ("gpj.exe"); one-line
+# fields never need them, the bidi algorithm orders plain text well enough.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+#: The sanitizer's work grows with the square of the nesting depth (40,000 nested
+#: <div> took 17 s), so deeper markup is refused before it gets there.
+MAX_HTML_DEPTH = 256
+#: Markup larger than this (in characters) is refused before parsing.
+MAX_HTML_CHARS = 2 * 1024 * 1024
+_TAG = re.compile(r"<!--.*?-->|<(/?)([a-zA-Z][a-zA-Z0-9:-]*)([^>]*)>", re.S)
+_VOID = frozenset(
+    {
+        *("area", "base", "br", "col", "embed", "hr", "img"),
+        *("input", "link", "meta", "param", "source", "track", "wbr"),
+    }
+)
+# Elements an HTML parser closes by itself when a sibling of the same kind opens.
+_SELF_CLOSING_SIBLINGS = frozenset(["p", "li", "dt", "dd", "tr", "td", "th", "option"])
 
 
 def strip_controls(text: str) -> str:
@@ -95,12 +116,59 @@ def strip_controls(text: str) -> str:
 
 
 def clean_line(text: str) -> str:
-    """Make a one-line plain-text field (title, author, caption): no controls, no line breaks."""
-    return " ".join(strip_controls(text).split())
+    """Make a one-line plain-text field (title, author, caption, Subject).
+
+    No controls, no bidi overrides or marks, no line breaks.
+    """
+    return " ".join(_BIDI.sub("", strip_controls(text)).split())
+
+
+def nesting_depth(fragment: str, limit: int = MAX_HTML_DEPTH) -> int:
+    """Estimate how deep an HTML parser would nest ``fragment``'s elements.
+
+    Counting stops once past ``limit``, so the work stays linear in the input.
+    """
+    stack: list[str] = []
+    deepest = 0
+    for match in _TAG.finditer(fragment):
+        name = match[2]
+        if name is None:
+            continue  # a comment
+        name = name.lower()
+        if match[1]:
+            for position in range(len(stack) - 1, -1, -1):
+                if stack[position] == name:
+                    del stack[position:]
+                    break
+            continue
+        if name in _VOID or match[3].endswith("/"):
+            continue
+        if stack and stack[-1] == name and name in _SELF_CLOSING_SIBLINGS:
+            stack.pop()
+        stack.append(name)
+        deepest = max(deepest, len(stack))
+        if deepest > limit:
+            break
+    return deepest
+
+
+def check_markup(fragment: str) -> None:
+    """Raise InputError when markup is too large or too deeply nested to parse safely."""
+    if len(fragment) > MAX_HTML_CHARS:
+        raise InputError(
+            f"HTML is {len(fragment):,} characters, over the limit of {MAX_HTML_CHARS:,}"
+        )
+    depth = nesting_depth(fragment)
+    if depth > MAX_HTML_DEPTH:
+        raise InputError(f"HTML is nested more than {MAX_HTML_DEPTH} elements deep; flatten it")
 
 
 def sanitize_html(body: str, base_url: str) -> str:
-    """Keep only safe markup, with every link and image made absolute against ``base_url``."""
+    """Keep only safe markup, with every link and image made absolute against ``base_url``.
+
+    Raise InputError when the markup is over the size or nesting limits.
+    """
+    check_markup(body)
     base = base_url.rstrip("/") + "/"
 
     def absolutize(tag: str, attribute: str, value: str) -> str | None:
@@ -165,7 +233,11 @@ def absolute_url(url: str, base_url: str) -> str:
 
 
 def html_to_text(fragment: str) -> str:
-    """Return the visible text of an HTML fragment, one line per block."""
+    """Return the visible text of an HTML fragment, one line per block.
+
+    Raise InputError when the markup is over the size or nesting limits.
+    """
+    check_markup(fragment)
     with_breaks = _BLOCK_END.sub("\n", fragment)
     text = html.unescape(nh3.clean(with_breaks, tags=set()))
     lines = (_SPACE.sub(" ", line).strip() for line in text.splitlines())

@@ -19,20 +19,18 @@ from sqlalchemy.exc import IntegrityError
 from publisher import planning
 from publisher.content.models import PUBLISHED, Article
 from publisher.db import is_sqlite, transaction
+from publisher.delivery import outbox
 from publisher.delivery.models import (
     DONE,
     ENQUEUING,
     OPEN,
-    QUEUED,
     SENDING,
     Edition,
     EditionVariant,
-    OutboxRow,
 )
 from publisher.errors import UsageError
 from publisher.site import Site
-from subscribers import suppression
-from subscribers.models import ACTIVE, Subscriber
+from subscribers import repository, suppression
 
 #: Subscribers read, and outbox rows written, per transaction.
 BATCH_SIZE = 1000
@@ -114,7 +112,7 @@ class MessageIds:
     """Mint stable Message-IDs for one edition: same edition and reader, same id."""
 
     def __init__(self, site: Site, period_key: str) -> None:
-        self.domain = _mail_domain(site)
+        self.domain = mail_domain(site)
         self.key = hmac.new(
             site.settings.web.secret_key.encode() or b"publisher", period_key.encode(), "sha256"
         ).digest()
@@ -125,7 +123,8 @@ class MessageIds:
         return f"<{self.slug}.{subscriber_id}.{tag}@{self.domain}>"
 
 
-def _mail_domain(site: Site) -> str:
+def mail_domain(site: Site) -> str:
+    """Return the domain of Message-IDs: the From address's, else the site's host."""
     address = parseaddr(site.settings.mail.from_)[1]
     domain = address.rpartition("@")[2]
     if not domain:
@@ -133,8 +132,16 @@ def _mail_domain(site: Site) -> str:
     return domain.encode("idna").decode("ascii").lower()
 
 
-async def open_edition(site: Site, frequency: str, local_date: date, now: datetime) -> Edition:
-    """Return the edition of ``frequency`` for ``local_date``, creating it once."""
+async def open_edition(
+    site: Site, frequency: str, local_date: date, now: datetime, *, enqueuing: bool = False
+) -> Edition:
+    """Return the edition of ``frequency`` for ``local_date``, creating it once.
+
+    ``enqueuing`` (a send to every zone) marks it for resumption in the same transaction
+    that opens it: once anything of the send is on disk, `digest send --resume` finishes
+    it. Opening first and marking later left a moment where a killed send had created
+    an edition that --resume ignored and the next plain send mailed.
+    """
     if frequency not in planning.FREQUENCIES:
         raise UsageError(f"not a digest frequency: {frequency!r} (use daily or weekly)")
     key = planning.period_key(frequency, local_date)
@@ -142,13 +149,17 @@ async def open_edition(site: Site, frequency: str, local_date: date, now: dateti
         async with transaction(site.engine) as session:
             found = await session.scalar(sa.select(Edition).where(Edition.period_key == key))
             if found is not None:
+                if enqueuing:
+                    found.status = ENQUEUING
+                    found.window_end = now
+                    found.finished_at = None
                 return found
         try:
             async with transaction(site.engine) as session:
                 edition = Edition(
                     period_key=key,
                     frequency=frequency,
-                    status=OPEN,
+                    status=ENQUEUING if enqueuing else OPEN,
                     window_end=now,
                     created_at=now,
                     last_error="",
@@ -280,18 +291,6 @@ async def latest_in_language(site: Site, language: str, limit: int, now: datetim
         return ids or list(await session.scalars(query))
 
 
-_SUBSCRIBER_COLUMNS = (
-    Subscriber.id,
-    Subscriber.email,
-    Subscriber.language,
-    Subscriber.timezone,
-    Subscriber.topics,
-    Subscriber.last_digest_at,
-    Subscriber.created_at,
-    Subscriber.confirmed_at,
-)
-
-
 async def enqueue(
     site: Site,
     edition: Edition,
@@ -315,7 +314,6 @@ async def enqueue(
     variant_ids: dict[str, int] = {}
     if not dry_run:
         variant_ids = await _existing_variants(site, edition.id)
-    insert = _insert_ignoring_duplicates(site)
     ids = MessageIds(site, edition.period_key)
     # Only an enqueue for every zone marks the edition for resumption: deliver() finishes
     # it for every zone. A zone-limited one (a scheduler tick) is redone by the next tick,
@@ -326,31 +324,22 @@ async def enqueue(
     earliest: datetime | None = None
     while True:
         async with transaction(site.engine) as session:
-            batch = (
-                await session.execute(
-                    sa.select(*_SUBSCRIBER_COLUMNS)
-                    .where(Subscriber.id > last_id)
-                    .where(Subscriber.status == ACTIVE)
-                    .where(Subscriber.frequency == edition.frequency)
-                    .where(Subscriber.created_at < now)
-                    .order_by(Subscriber.id)
-                    .limit(BATCH_SIZE)
-                )
-            ).all()
+            batch = await repository.due_for_digest(
+                session,
+                frequency=edition.frequency,
+                joined_before=now,
+                after_id=last_id,
+                limit=BATCH_SIZE,
+            )
             if not batch:
                 break
             last_id = batch[-1].id
             hashes = {row.id: suppression.email_hash(row.email) for row in batch}
             blocked = await suppression.suppressed_among(session, hashes.values())
             existing: set[int] = set()
-            if not dry_run:
-                existing = set(
-                    await session.scalars(
-                        sa.select(OutboxRow.subscriber_id)
-                        .where(OutboxRow.edition_id == edition.id)
-                        .where(OutboxRow.subscriber_id.in_([row.id for row in batch]))
-                    )
-                )
+            # A dry run counts those already queued too: its figures are the real run's.
+            if edition.id is not None:
+                existing = await outbox.queued_among(session, edition.id, [row.id for row in batch])
             rows: list[dict[str, Any]] = []
             for row in batch:
                 if row.confirmed_at is not None and row.confirmed_at >= now:
@@ -387,31 +376,18 @@ async def enqueue(
                         "variant_id": variant_id,
                         "subscriber_id": row.id,
                         "email": row.email,
-                        "status": QUEUED,
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "claimed_by": "",
-                        "smtp_response": "",
                         "message_id": ids(row.id),
                         "window_end": now,
                     }
                 )
             if rows:
-                await session.execute(insert, rows)
+                await outbox.queue_digests(session, rows, now)
                 report.queued += len(rows)
     if not dry_run and edition.id is not None:
         await _mark_sending(
             site, edition, earliest, now, report.queued > 0, zone_limited=timezones is not None
         )
     return report
-
-
-def _insert_ignoring_duplicates(site: Site) -> Any:
-    if is_sqlite(site.settings.database.url):
-        return sqlite.insert(OutboxRow).on_conflict_do_nothing()
-    return postgresql.insert(OutboxRow).on_conflict_do_nothing(
-        constraint="uq_outbox_edition_subscriber"
-    )
 
 
 async def _existing_variants(site: Site, edition_id: int) -> dict[str, int]:

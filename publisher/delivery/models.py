@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -10,23 +12,60 @@ from sqlalchemy.orm import Mapped, mapped_column
 from publisher.content.models import UTCDateTime
 from publisher.db import Base
 
-# Edition statuses.
-OPEN = "open"  # created, no recipients written yet
-ENQUEUING = "enqueuing"  # recipients being written for every zone; resumed after a crash
-SENDING = "sending"
-DONE = "done"
 
-# Outbox statuses. QUEUED and RETRYING wait for next_attempt_at; SENDING is claimed by a
-# worker; SENT, FAILED and CANCELLED are final.
-QUEUED = "queued"
-CLAIMED = "sending"
-RETRYING = "retrying"
-SENT = "sent"
-FAILED = "failed"
-CANCELLED = "cancelled"
+class EditionStatus(StrEnum):
+    """Where an edition is: its recipients being written, then sent, then done."""
+
+    OPEN = "open"  # created by a zone-limited tick, no recipients written yet
+    ENQUEUING = "enqueuing"  # recipients being written for every zone; resumed after a crash
+    SENDING = "sending"
+    DONE = "done"
+
+
+class OutboxStatus(StrEnum):
+    """Where one message is: waiting (queued, retrying), claimed by a worker, or final."""
+
+    QUEUED = "queued"
+    CLAIMED = "claimed"
+    RETRYING = "retrying"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class MailKind(StrEnum):
+    """What an outbox row carries: every message Publisher sends is one of these."""
+
+    DIGEST = "digest"
+    TEST_COPY = "test_copy"  # `digest send --to`: belongs to no subscriber or edition
+    CONFIRMATION = "confirmation"
+    ALREADY_SUBSCRIBED = "already_subscribed"
+    UNSUBSCRIBED = "unsubscribed"
+    WELCOME = "welcome"
+
+
+#: The subscription flow's mail: what `publisher serve` delivers by itself.
+TRANSACTIONAL = (
+    MailKind.CONFIRMATION,
+    MailKind.ALREADY_SUBSCRIBED,
+    MailKind.UNSUBSCRIBED,
+    MailKind.WELCOME,
+)
+
+OPEN = EditionStatus.OPEN
+ENQUEUING = EditionStatus.ENQUEUING
+SENDING = EditionStatus.SENDING
+DONE = EditionStatus.DONE
+
+QUEUED = OutboxStatus.QUEUED
+CLAIMED = OutboxStatus.CLAIMED
+RETRYING = OutboxStatus.RETRYING
+SENT = OutboxStatus.SENT
+FAILED = OutboxStatus.FAILED
+CANCELLED = OutboxStatus.CANCELLED
 WAITING = (QUEUED, RETRYING)
 FINAL = (SENT, FAILED, CANCELLED)
-OUTBOX_STATUSES = (QUEUED, CLAIMED, RETRYING, SENT, FAILED, CANCELLED)
+OUTBOX_STATUSES = tuple(OutboxStatus)
 
 
 class Edition(Base):
@@ -37,7 +76,7 @@ class Edition(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     period_key: Mapped[str] = mapped_column(sa.String(100), unique=True)
     frequency: Mapped[str] = mapped_column(sa.String(10))
-    status: Mapped[str] = mapped_column(sa.String(20), default=OPEN)
+    status: Mapped[str] = mapped_column(sa.String(20), default=EditionStatus.OPEN)
     # The span of content the edition's recipients were given (earliest start, latest end).
     window_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     window_end: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -71,17 +110,23 @@ class EditionVariant(Base):
 
 
 class OutboxRow(Base):
-    """One message to one subscriber for one edition, and everything that happened to it."""
+    """One message to one address (a digest, a notice, a test copy) and all that befell it."""
 
     __tablename__ = "outbox"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    edition_id: Mapped[int] = mapped_column(sa.ForeignKey("editions.id", ondelete="CASCADE"))
-    variant_id: Mapped[int] = mapped_column(sa.ForeignKey("edition_variants.id"))
+    kind: Mapped[str] = mapped_column(sa.String(20), default=MailKind.DIGEST)
+    # Digests only: the edition and the variant (language, articles) this reader gets.
+    edition_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("editions.id", ondelete="CASCADE"), nullable=True
+    )
+    variant_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("edition_variants.id"), nullable=True
+    )
     # subscribers.id (the foreign key lives in the migration; subscribers/ has its own Base).
     subscriber_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
     email: Mapped[str] = mapped_column(sa.String(320))
-    status: Mapped[str] = mapped_column(sa.String(20), default=QUEUED)
+    status: Mapped[str] = mapped_column(sa.String(20), default=OutboxStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -91,8 +136,10 @@ class OutboxRow(Base):
     smtp_code: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
     smtp_response: Mapped[str] = mapped_column(sa.Text, default="")
     message_id: Mapped[str] = mapped_column(sa.String(300))
-    # End of this reader's content window: becomes subscriber.last_digest_at once sent.
-    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Digests: end of this reader's content window, becomes last_digest_at once sent.
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Test copies: what to render (language, article ids, sample flag), chosen when queued.
+    payload: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
 
     __table_args__ = (
         sa.UniqueConstraint("edition_id", "subscriber_id", name="uq_outbox_edition_subscriber"),

@@ -1,4 +1,8 @@
-"""The outbox as workers see it: claim, record, release, recover, pause, finish.
+"""The outbox, and its only writer: queue every kind of mail; claim, record, release, recover.
+
+Every message Publisher sends is a row here (digests, the subscription flow's notices,
+test copies), queued in the same transaction as the change that calls for it, and
+delivered by the one worker (publisher.delivery.worker).
 
 A row is claimed (status ``sending``, ``claimed_by`` = the worker) before its message is
 handed to SMTP, and its result is written right after. A worker that dies leaves its
@@ -10,10 +14,11 @@ take the dead worker's advisory lock (a live worker holds its own for its whole 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import hashlib
+import json
 import os
 import re
+import secrets
 import socket
 import sqlite3
 import uuid
@@ -23,11 +28,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from publisher.db import is_sqlite, sqlite_path, transaction
 from publisher.delivery.models import (
@@ -41,15 +47,16 @@ from publisher.delivery.models import (
     SENT,
     WAITING,
     Edition,
+    MailKind,
     OutboxRow,
 )
-from publisher.errors import LockedError
+from publisher.errors import LockBusy, LockedError
+from publisher.locks import AdvisoryLock, FileLock, HeldLock, lock_file
 from publisher.site import Site
-from subscribers import bounces, suppression
-from subscribers.models import ACTIVE, Subscriber
+from subscribers import bounces, repository, suppression
+from subscribers.models import ACTIVE, PENDING, UNSUBSCRIBED
 
 _OUTBOX = cast(sa.Table, OutboxRow.__table__)
-_SUBSCRIBERS = cast(sa.Table, Subscriber.__table__)
 #: Advisory lock class for worker liveness (the second key is the worker's hash).
 _LOCK_CLASS = 0x7075_6231
 _ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
@@ -68,13 +75,7 @@ _RECORD = (
         smtp_response=sa.bindparam("b_response"),
     )
 )
-_UNTIL = sa.bindparam("b_until", type_=_SUBSCRIBERS.c.last_digest_at.type)
-_STAMP = (
-    sa.update(_SUBSCRIBERS)
-    .where(_SUBSCRIBERS.c.id == sa.bindparam("b_id"))
-    .where(sa.or_(_SUBSCRIBERS.c.last_digest_at.is_(None), _SUBSCRIBERS.c.last_digest_at < _UNTIL))
-    .values(last_digest_at=_UNTIL)
-)
+_STAMP = repository.advance_last_digest()
 
 
 def new_worker_id() -> str:
@@ -83,9 +84,10 @@ def new_worker_id() -> str:
     return f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _lock_key(worker_id: str) -> int:
+def _lock_key(worker_id: str) -> tuple[int, int]:
+    """Return the worker's liveness lock: (class, signed 32-bit hash of its name)."""
     value = int.from_bytes(hashlib.sha256(worker_id.encode()).digest()[:4], "big")
-    return value - (1 << 32) if value >= (1 << 31) else value
+    return _LOCK_CLASS, (value - (1 << 32) if value >= (1 << 31) else value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,16 +95,18 @@ class Job:
     """One claimed outbox row with what is needed to build and send its message."""
 
     row_id: int
-    edition_id: int
-    variant_id: int
-    subscriber_id: int
+    edition_id: int | None
+    variant_id: int | None
+    subscriber_id: int | None
     email: str
     name: str
     language: str
     message_id: str
     attempts: int
     first_attempt_at: datetime | None
-    window_end: datetime
+    window_end: datetime | None
+    kind: str = MailKind.DIGEST
+    payload: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -187,9 +191,12 @@ class _SqliteWriter:
             raise
         connection.execute("COMMIT")
 
-    def _claim(self, worker: str, limit: int, now: datetime) -> tuple[list[Job], int]:
+    def _claim(
+        self, worker: str, limit: int, now: datetime, kinds: Sequence[str]
+    ) -> tuple[list[Job], int]:
         connection = self._connect()
         stamp = _sqlite_time(now)
+        kinds_sql = f"AND kind IN ({','.join('?' * len(kinds))}) " if kinds else ""
         connection.execute("BEGIN IMMEDIATE")
         try:
             rows = [
@@ -202,16 +209,19 @@ class _SqliteWriter:
                     r[5],
                     r[6],
                     _from_sqlite_time(r[7]),
-                    _from_sqlite_time(r[8]) or now,
+                    _from_sqlite_time(r[8]),
+                    r[9],
+                    None if r[10] is None else json.loads(r[10]),
                 )
                 for r in connection.execute(
-                    "UPDATE outbox SET status = 'sending', claimed_by = ?, claimed_at = ? "
-                    "WHERE id IN (SELECT id FROM outbox WHERE status IN ('queued', 'retrying') "
-                    "AND next_attempt_at <= ? AND edition_id NOT IN "
-                    "(SELECT id FROM editions WHERE paused_until > ?) LIMIT ?) "
+                    f"UPDATE outbox SET status = '{CLAIMED}', claimed_by = ?, claimed_at = ? "
+                    "WHERE id IN (SELECT id FROM outbox WHERE status IN "
+                    f"('{QUEUED}', '{RETRYING}') AND next_attempt_at <= ? {kinds_sql}"
+                    "AND (edition_id IS NULL OR edition_id NOT IN "
+                    "(SELECT id FROM editions WHERE paused_until > ?)) LIMIT ?) "
                     "RETURNING id, edition_id, variant_id, subscriber_id, email, message_id, "
-                    "attempts, first_attempt_at, window_end",
-                    (worker, stamp, stamp, stamp, limit),
+                    "attempts, first_attempt_at, window_end, kind, payload",
+                    (worker, stamp, stamp, *kinds, stamp, limit),
                 )
             ]
             if not rows:
@@ -238,8 +248,8 @@ class _SqliteWriter:
             jobs, cancelled = _triage(rows, people, hashes, blocked)
             if cancelled:
                 connection.executemany(
-                    "UPDATE outbox SET status = 'cancelled', claimed_by = '', smtp_response = ? "
-                    "WHERE id = ?",
+                    f"UPDATE outbox SET status = '{CANCELLED}', claimed_by = '', "
+                    "smtp_response = ? WHERE id = ?",
                     [(why, row_id) for row_id, why in cancelled],
                 )
         except BaseException:
@@ -248,10 +258,12 @@ class _SqliteWriter:
         connection.execute("COMMIT")
         return jobs, len(cancelled)
 
-    async def claim(self, worker: str, limit: int, now: datetime) -> tuple[list[Job], int]:
+    async def claim(
+        self, worker: str, limit: int, now: datetime, kinds: Sequence[str]
+    ) -> tuple[list[Job], int]:
         """Claim due rows in the writer thread; return the jobs and how many were cancelled."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self._claim, worker, limit, now)
+        return await loop.run_in_executor(self.executor, self._claim, worker, limit, now, kinds)
 
     async def write(self, params: list[dict[str, Any]], sent: list[dict[str, Any]]) -> None:
         """Commit one batch of results: right here when the database is free, else in the
@@ -292,6 +304,34 @@ def _open_sqlite(path: Path, *, busy_ms: int) -> sqlite3.Connection:
     return connection
 
 
+#: The subscriber status each kind of mail still makes sense for when it is claimed.
+_WANTS_STATUS: dict[str, str] = {
+    MailKind.DIGEST: ACTIVE,
+    MailKind.WELCOME: ACTIVE,
+    MailKind.ALREADY_SUBSCRIBED: ACTIVE,
+    MailKind.CONFIRMATION: PENDING,
+    MailKind.UNSUBSCRIBED: UNSUBSCRIBED,
+}
+#: Kinds that go to suppressed addresses: the reader is mid-way through asking (again), or
+#: has just left and is owed the acknowledgement.
+_IGNORES_SUPPRESSION = (MailKind.CONFIRMATION, MailKind.UNSUBSCRIBED, MailKind.TEST_COPY)
+
+
+def _why_not(row: Any, person: Any, blocked: bool) -> str | None:
+    """Return why a claimed row must not be sent any more, or None to send it."""
+    kind = MailKind(row.kind)
+    if kind == MailKind.TEST_COPY:
+        return None  # the operator's own address, belonging to no subscriber
+    if person is None:
+        return "subscriber removed before sending"
+    wanted = _WANTS_STATUS[kind]
+    if person.status != wanted:
+        return f"subscriber {person.status} before sending"
+    if blocked and kind not in _IGNORES_SUPPRESSION:
+        return "address suppressed before sending"
+    return None
+
+
 def _triage(
     rows: Sequence[Any], people: dict[int, Any], hashes: dict[int, str], blocked: set[str]
 ) -> tuple[list[Job], list[tuple[int, str]]]:
@@ -300,14 +340,9 @@ def _triage(
     cancelled: list[tuple[int, str]] = []
     for row in sorted(rows, key=lambda r: int(r.id)):
         person = people.get(row.subscriber_id)
-        if person is None:
-            cancelled.append((row.id, "subscriber removed before sending"))
-            continue
-        if person.status != ACTIVE:
-            cancelled.append((row.id, f"subscriber {person.status} before sending"))
-            continue
-        if hashes[row.id] in blocked:
-            cancelled.append((row.id, "address suppressed before sending"))
+        why = _why_not(row, person, hashes[row.id] in blocked)
+        if why is not None:
+            cancelled.append((row.id, why))
             continue
         jobs.append(
             Job(
@@ -316,27 +351,37 @@ def _triage(
                 variant_id=row.variant_id,
                 subscriber_id=row.subscriber_id,
                 email=row.email,
-                name=person.name or "",
-                language=person.language or "",
+                name=(person.name or "") if person else "",
+                language=(person.language or "") if person else "",
                 message_id=row.message_id,
                 attempts=row.attempts,
                 first_attempt_at=row.first_attempt_at,
                 window_end=row.window_end,
+                kind=row.kind,
+                payload=_payload(row.payload),
             )
         )
     return jobs, cancelled
 
 
+def _payload(value: Any) -> dict[str, Any] | None:
+    if isinstance(value, str):  # some drivers hand JSON back as text
+        value = json.loads(value)
+    return value if isinstance(value, dict) else None
+
+
 class _ClaimedRow(NamedTuple):
     id: int
-    edition_id: int
-    variant_id: int
+    edition_id: int | None
+    variant_id: int | None
     subscriber_id: int | None
     email: str
     message_id: str
     attempts: int
     first_attempt_at: datetime | None
-    window_end: datetime
+    window_end: datetime | None
+    kind: str
+    payload: dict[str, Any] | None
 
 
 class _Person(NamedTuple):
@@ -361,12 +406,15 @@ def _sqlite_time(moment: datetime | None) -> str | None:
 class Outbox:
     """One worker's handle on the outbox."""
 
-    def __init__(self, site: Site, worker_id: str | None = None) -> None:
+    def __init__(
+        self, site: Site, worker_id: str | None = None, kinds: Sequence[MailKind] = ()
+    ) -> None:
         self.site = site
+        #: The kinds of mail this worker delivers; empty means every kind.
+        self.kinds: tuple[str, ...] = tuple(str(kind) for kind in kinds)
         self.worker_id = worker_id or new_worker_id()
         self.sqlite = is_sqlite(site.settings.database.url)
-        self._lock_file: IO[bytes] | None = None
-        self._lock_connection: AsyncConnection | None = None
+        self._lock: HeldLock | None = None
         self._writer: _SqliteWriter | None = None
         #: Rows cancelled at claim time (reader gone, unsubscribed or suppressed meanwhile).
         self.cancelled = 0
@@ -375,35 +423,20 @@ class Outbox:
 
     async def register(self) -> None:
         """Announce this worker as alive (and, on SQLite, the only sender)."""
+        url = self.site.settings.database.url
         if self.sqlite:
-            path = sqlite_path(self.site.settings.database.url)
+            path = lock_file(url, ".send-lock")
             if path is None:
                 return
-            lock_path = path.with_name(path.name + ".send-lock")
-            handle = lock_path.open("a+b")
             try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().decode(errors="replace").strip() or "another process"
-                handle.close()
+                self._lock = FileLock.take(path, f"worker {self.worker_id}")
+            except LockBusy as busy:
                 raise LockedError(
-                    f"{path}: {holder} is already sending from this SQLite database "
-                    "(only one sender at a time on SQLite; it will deliver what is queued)"
+                    f"{sqlite_path(url)}: {busy.holder} is already sending from this SQLite "
+                    "database (only one sender at a time on SQLite; it will deliver what is queued)"
                 ) from None
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"worker {self.worker_id}".encode())
-            handle.flush()
-            self._lock_file = handle
             return
-        connection = await self.site.engine.connect()
-        await connection.execute(
-            sa.text("SELECT pg_advisory_lock(:c, :k)"),
-            {"c": _LOCK_CLASS, "k": _lock_key(self.worker_id)},
-        )
-        await connection.commit()
-        self._lock_connection = connection
+        self._lock = await AdvisoryLock.take(self.site.engine, _lock_key(self.worker_id))
 
     def _sqlite_writer(self) -> _SqliteWriter:
         if self._writer is None:
@@ -417,14 +450,9 @@ class Outbox:
         if self._writer is not None:
             await asyncio.to_thread(self._writer.close)
             self._writer = None
-        if self._lock_file is not None:
-            Path(self._lock_file.name).unlink(missing_ok=True)
-            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
-        if self._lock_connection is not None:
-            await self._lock_connection.close()
-            self._lock_connection = None
+        if self._lock is not None:
+            await self._lock.release()
+            self._lock = None
 
     async def recover(self, now: datetime) -> int:
         """Return the rows of dead workers to the queue; return how many."""
@@ -445,20 +473,14 @@ class Outbox:
             )
         recovered = 0
         for owner in owners:
-            key = {"c": _LOCK_CLASS, "k": _lock_key(owner)}
-            async with self.site.engine.connect() as connection:
-                got = await connection.scalar(sa.text("SELECT pg_try_advisory_lock(:c, :k)"), key)
-                if not got:
-                    continue  # alive: its rows are in flight
-                try:
-                    result = await connection.execute(
-                        self._requeue().where(_OUTBOX.c.claimed_by == owner), {"now": now}
-                    )
-                    await connection.commit()
-                    recovered += int(result.rowcount or 0)
-                finally:
-                    await connection.execute(sa.text("SELECT pg_advisory_unlock(:c, :k)"), key)
-                    await connection.commit()
+            dead = await AdvisoryLock.try_take(self.site.engine, _lock_key(owner))
+            if dead is None:
+                continue  # alive: its rows are in flight
+            async with dead, transaction(self.site.engine) as session:
+                result = await session.execute(
+                    self._requeue().where(_OUTBOX.c.claimed_by == owner), {"now": now}
+                )
+                recovered += int(cast("CursorResult[Any]", result).rowcount or 0)
         return recovered
 
     @staticmethod
@@ -475,22 +497,30 @@ class Outbox:
 
     # -- claiming -------------------------------------------------------------------
 
+    def _not_paused(self, now: datetime) -> sa.ColumnElement[bool]:
+        """Rows of no edition, or of an edition not paused (NULL NOT IN (...) is NULL)."""
+        paused = sa.select(Edition.id).where(Edition.paused_until > now)
+        return sa.or_(_OUTBOX.c.edition_id.is_(None), _OUTBOX.c.edition_id.not_in(paused))
+
     async def claim(self, limit: int, now: datetime) -> list[Job]:
         """Claim up to ``limit`` due rows (SKIP LOCKED on PostgreSQL); cancel stale ones."""
         if self.sqlite and sqlite_path(self.site.settings.database.url):
-            claimed, dropped = await self._sqlite_writer().claim(self.worker_id, limit, now)
+            claimed, dropped = await self._sqlite_writer().claim(
+                self.worker_id, limit, now, self.kinds
+            )
             self.cancelled += dropped
             return claimed
-        paused = sa.select(Edition.id).where(Edition.paused_until > now)
         due = (
             sa.select(_OUTBOX.c.id)
             .where(_OUTBOX.c.status.in_(WAITING))
             .where(_OUTBOX.c.next_attempt_at <= now)
-            .where(_OUTBOX.c.edition_id.not_in(paused))
+            .where(self._not_paused(now))
             # No ORDER BY: sorting every waiting row on each claim would make a send
             # quadratic; the (status, next_attempt_at, id) index yields rows in order.
             .limit(limit)
         )
+        if self.kinds:
+            due = due.where(_OUTBOX.c.kind.in_(self.kinds))
         if not self.sqlite:
             due = due.with_for_update(skip_locked=True)
         claim = (
@@ -507,6 +537,8 @@ class Outbox:
                 _OUTBOX.c.attempts,
                 _OUTBOX.c.first_attempt_at,
                 _OUTBOX.c.window_end,
+                _OUTBOX.c.kind,
+                _OUTBOX.c.payload,
             )
         )
         async with transaction(self.site.engine) as session:
@@ -514,14 +546,7 @@ class Outbox:
             if not rows:
                 return []
             ids = [row.subscriber_id for row in rows if row.subscriber_id is not None]
-            people = {
-                p.id: p
-                for p in await session.execute(
-                    sa.select(
-                        Subscriber.id, Subscriber.name, Subscriber.language, Subscriber.status
-                    ).where(Subscriber.id.in_(ids))
-                )
-            }
+            people = await repository.delivery_profiles(session, ids)
             hashes = {row.id: suppression.email_hash(row.email) for row in rows}
             blocked = await suppression.suppressed_among(session, hashes.values())
             jobs, cancelled = _triage(rows, people, hashes, blocked)
@@ -576,10 +601,11 @@ class Outbox:
             }
             for o in outcomes
         ]
+        # Only a delivered digest moves the reader's content window on.
         sent = [
             {"b_id": o.job.subscriber_id, "b_until": o.job.window_end}
             for o in outcomes
-            if o.status == SENT
+            if o.status == SENT and o.job.kind == MailKind.DIGEST and o.job.window_end
         ]
         bounced = [o for o in outcomes if o.bounce]
         if not bounced and self.sqlite and sqlite_path(self.site.settings.database.url):
@@ -650,14 +676,16 @@ class Outbox:
             )
 
     async def next_due(self, now: datetime) -> datetime | None:
-        """Return when the earliest waiting row of an edition not paused becomes due."""
-        paused = sa.select(Edition.id).where(Edition.paused_until > now)
+        """Return when the earliest waiting row this worker delivers, not paused, is due."""
+        query = (
+            sa.select(sa.func.min(_OUTBOX.c.next_attempt_at))
+            .where(_OUTBOX.c.status.in_(WAITING))
+            .where(self._not_paused(now))
+        )
+        if self.kinds:
+            query = query.where(_OUTBOX.c.kind.in_(self.kinds))
         async with transaction(self.site.engine) as session:
-            found: datetime | None = await session.scalar(
-                sa.select(sa.func.min(OutboxRow.next_attempt_at))
-                .where(OutboxRow.status.in_(WAITING))
-                .where(OutboxRow.edition_id.not_in(paused))
-            )
+            found: datetime | None = await session.scalar(query)
         return found
 
     async def paused(self, now: datetime) -> tuple[datetime, str] | None:
@@ -680,6 +708,25 @@ def bounce_kind(response: str) -> bounces.Kind:
     match = _ENHANCED.search(response)
     kind = bounces.classify_status("failed", match[1] if match else "5.0.0")
     return kind or "hard"
+
+
+@dataclass(frozen=True)
+class RowState:
+    """Where one outbox row stands."""
+
+    status: str
+    response: str
+
+
+async def row_state(site: Site, row_id: int) -> RowState:
+    """Return one row's status and last server reply."""
+    async with transaction(site.engine) as session:
+        row = (
+            await session.execute(
+                sa.select(OutboxRow.status, OutboxRow.smtp_response).where(OutboxRow.id == row_id)
+            )
+        ).one()
+    return RowState(row.status, row.smtp_response)
 
 
 async def status_counts(site: Site, edition_id: int) -> Counter[str]:
@@ -723,3 +770,104 @@ async def last_errors(site: Site, edition_id: int, limit: int = 10) -> list[Erro
             .limit(limit)
         )
         return [ErrorLine(*row) for row in rows]
+
+
+# -- queueing: every row of the outbox is written here ------------------------------
+
+
+def _insert_ignoring_duplicates(session: AsyncSession) -> Any:
+    if session.get_bind().dialect.name == "sqlite":
+        return sqlite.insert(OutboxRow).on_conflict_do_nothing()
+    return postgresql.insert(OutboxRow).on_conflict_do_nothing(
+        constraint="uq_outbox_edition_subscriber"
+    )
+
+
+async def queue_digests(session: AsyncSession, rows: list[dict[str, Any]], now: datetime) -> None:
+    """Queue one edition's digests (edition_id, variant_id, subscriber_id, email,
+    message_id, window_end per row), skipping readers who already have theirs."""
+    defaults = {
+        "kind": MailKind.DIGEST,
+        "status": QUEUED,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "claimed_by": "",
+        "smtp_response": "",
+    }
+    await session.execute(
+        _insert_ignoring_duplicates(session), [{**defaults, **row} for row in rows]
+    )
+
+
+async def queued_among(
+    session: AsyncSession, edition_id: int, subscriber_ids: Sequence[int]
+) -> set[int]:
+    """Return which of these subscribers already have a row in the edition."""
+    return set(
+        await session.scalars(
+            sa.select(_OUTBOX.c.subscriber_id)
+            .where(_OUTBOX.c.edition_id == edition_id)
+            .where(_OUTBOX.c.subscriber_id.in_(subscriber_ids))
+        )
+    )
+
+
+async def unfinished_count(site: Site) -> int:
+    """Count rows of every kind waiting or claimed."""
+    async with transaction(site.engine) as session:
+        count = await session.scalar(
+            sa.select(sa.func.count())
+            .select_from(_OUTBOX)
+            .where(_OUTBOX.c.status.in_((*WAITING, CLAIMED)))
+        )
+    return int(count or 0)
+
+
+def _message_id(kind: MailKind, owner: int | str, domain: str) -> str:
+    return f"<{kind.replace('_', '-')}.{owner}.{secrets.token_hex(8)}@{domain}>"
+
+
+async def queue_notice(
+    session: AsyncSession,
+    kind: MailKind,
+    subscriber_id: int,
+    email: str,
+    now: datetime,
+    *,
+    domain: str,
+) -> None:
+    """Queue one notice of the subscription flow, in the caller's transaction."""
+    session.add(
+        OutboxRow(
+            kind=kind,
+            subscriber_id=subscriber_id,
+            email=email,
+            status=QUEUED,
+            attempts=0,
+            next_attempt_at=now,
+            claimed_by="",
+            smtp_response="",
+            message_id=_message_id(kind, subscriber_id, domain),
+        )
+    )
+    await session.flush()
+
+
+async def queue_test_copy(
+    session: AsyncSession, email: str, payload: dict[str, Any], now: datetime, *, domain: str
+) -> int:
+    """Queue one test copy of a digest (what to render is in ``payload``); return its id."""
+    row = OutboxRow(
+        kind=MailKind.TEST_COPY,
+        email=email,
+        status=QUEUED,
+        attempts=0,
+        next_attempt_at=now,
+        claimed_by="",
+        smtp_response="",
+        message_id=_message_id(MailKind.TEST_COPY, "copy", domain),
+        payload=payload,
+    )
+    session.add(row)
+    await session.flush()
+    return row.id

@@ -23,6 +23,8 @@ from aiosmtplib.protocol import normalize_message_line_endings
 
 from publisher.config import MailSettings
 from publisher.errors import ConfigError, DeliveryError
+from subscribers.addresses import normalize
+from subscribers.errors import InvalidAddress
 
 ReplyKind = Literal["accepted", "temporary", "permanent"]
 
@@ -47,6 +49,8 @@ class SmtpTarget:
     password: str | None
     validate_certs: bool
     cafile: str | None
+    #: True only with ?auth=plain-insecure: AUTH may go over a connection without TLS.
+    auth_insecure: bool = False
 
     def describe(self) -> str:
         """Return the URL without its password, for messages."""
@@ -56,7 +60,7 @@ class SmtpTarget:
 
 
 def parse_smtp_url(url: str) -> SmtpTarget:
-    """Parse ``smtp[s]://[user:pass@]host[:port][?starttls=auto|always|never&verify=..]``."""
+    """Parse ``smtp[s]://[user:pass@]host[:port][?starttls=auto|always|never&verify=..&auth=..]``."""
     parts = urlsplit(url)
     if parts.scheme not in ("smtp", "smtps"):
         raise ConfigError(f"mail.smtp_url: must start with smtp:// or smtps://, got {url!r}")
@@ -70,6 +74,7 @@ def parse_smtp_url(url: str) -> SmtpTarget:
     starttls: bool | None = None
     validate = True
     cafile: str | None = None
+    auth_insecure = False
     for key, values in parse_qs(parts.query, keep_blank_values=True).items():
         value = values[-1].strip().lower()
         if key == "starttls" and value in ("auto", "always", "never"):
@@ -78,13 +83,21 @@ def parse_smtp_url(url: str) -> SmtpTarget:
             validate = value in _TRUE
         elif key == "cafile" and value:
             cafile = values[-1].strip()
+        elif key == "auth" and value in ("tls", "plain-insecure"):
+            auth_insecure = value == "plain-insecure"
         else:
             raise ConfigError(
-                f"mail.smtp_url: unknown or bad option {key}={values[-1]!r} "
-                "(use starttls=auto|always|never, verify=true|false, cafile=PATH)"
+                f"mail.smtp_url: unknown or bad option {key}={values[-1]!r} (use "
+                "starttls=auto|always|never, verify=true|false, cafile=PATH, "
+                "auth=tls|plain-insecure)"
             )
     if implicit and starttls:
         raise ConfigError("mail.smtp_url: smtps:// is already TLS; drop starttls=always")
+    if parts.username and starttls is False and not implicit and not auth_insecure:
+        raise ConfigError(
+            f"mail.smtp_url: {_redact(url)!r} would send the password without TLS "
+            "(starttls=never); use smtps:// or STARTTLS, or add auth=plain-insecure"
+        )
     return SmtpTarget(
         host=parts.hostname,
         port=port,
@@ -94,6 +107,7 @@ def parse_smtp_url(url: str) -> SmtpTarget:
         password=unquote(parts.password) if parts.password is not None else None,
         validate_certs=validate,
         cafile=cafile,
+        auth_insecure=auth_insecure,
     )
 
 
@@ -120,7 +134,7 @@ class Reply:
 
     def describe(self) -> str:
         """Return ``code text`` on one line, for the outbox and error lists."""
-        text = " ".join(self.text.split())
+        text = _one_line(self.text)
         return f"{self.code} {text}" if self.code is not None else text
 
 
@@ -165,12 +179,11 @@ class SmtpConnection:
 
     async def _connect(self) -> aiosmtplib.SMTP:
         target = self.target
-        where = target.describe()
+        # No username/password here: aiosmtplib would log in even when STARTTLS was not
+        # offered (starttls=auto). We log in ourselves once the session is known to be TLS.
         client = aiosmtplib.SMTP(
             hostname=target.host,
             port=target.port,
-            username=target.username,
-            password=target.password,
             use_tls=target.implicit_tls,
             start_tls=target.starttls,
             validate_certs=target.validate_certs,
@@ -179,7 +192,26 @@ class SmtpConnection:
             local_hostname=await _local_hostname(),
         )
         try:
+            await self._open(client)
+        except BaseException:
+            client.close()  # a failed login leaves the session open
+            raise
+        return client
+
+    async def _open(self, client: aiosmtplib.SMTP) -> None:
+        """Connect, upgrade to TLS as configured, and log in only over TLS (unless allowed)."""
+        target = self.target
+        where = target.describe()
+        try:
             await client.connect()
+            if target.username is not None:
+                if client.get_transport_info("sslcontext") is None and not target.auth_insecure:
+                    raise ServerUnavailable(
+                        f"{where}: refusing to send the SMTP password without TLS: the server "
+                        "offers no STARTTLS (use smtps://, fix the relay's TLS, or add "
+                        "auth=plain-insecure to the URL to allow it)"
+                    )
+                await client.login(target.username, target.password or "")
         except aiosmtplib.SMTPAuthenticationError as exc:
             raise ServerUnavailable(
                 f"{where}: authentication failed: {exc.code} {_one_line(exc.message)}"
@@ -193,9 +225,7 @@ class SmtpConnection:
                 f"{where}: session setup failed: {exc.code} {_one_line(exc.message)}"
             ) from exc
         except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
-            client.close()
             raise ServerUnavailable(f"{where}: cannot connect: {_describe_exc(exc)}") from exc
-        return client
 
     async def _ready(self) -> aiosmtplib.SMTP:
         client = self._client
@@ -231,12 +261,32 @@ class SmtpConnection:
         if client.supports_extension("size"):
             # As aiosmtplib's sendmail does: RFC 1870 counts the CRLF-normalized octets.
             options.append(f"size={len(normalize_message_line_endings(message))}")
+        sender_form, sender_utf8 = envelope_address(sender)
+        forms = {address: envelope_address(address) for address in recipients}
+        utf8 = client.supports_extension("smtputf8")
+        if sender_utf8 and not utf8:
+            why = f"sender {sender} needs SMTPUTF8, which {self.target.describe()} does not offer"
+            return _rest(replies, recipients, Reply("permanent", None, why))
+        if utf8 and (sender_utf8 or any(needs for _, needs in forms.values())):
+            options.append("SMTPUTF8")
         try:
-            await client.mail(sender, options=options)
+            await client.mail(
+                sender_form, options=options, encoding="utf-8" if sender_utf8 else "ascii"
+            )
             accepted: list[str] = []
             for address in recipients:
+                form, needs_utf8 = forms[address]
+                if needs_utf8 and not utf8:
+                    # Only this reader fails: the others in the transaction still go.
+                    replies[address] = Reply(
+                        "permanent",
+                        None,
+                        f"{address} needs SMTPUTF8 (non-ASCII local part), which "
+                        f"{self.target.describe()} does not offer",
+                    )
+                    continue
                 try:
-                    await client.rcpt(address)
+                    await client.rcpt(form, encoding="utf-8" if needs_utf8 else "ascii")
                 except aiosmtplib.SMTPRecipientRefused as exc:
                     # Each recipient keeps its own code: one transaction may mix 4xx and 5xx.
                     replies[address] = reply_for(exc.code, exc.message)
@@ -303,7 +353,9 @@ def _lost(why: str) -> Reply:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    """Return a server's words on one line, controls escaped: they end up on terminals."""
+    line = " ".join(str(text).split())
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in line)
 
 
 def _describe_exc(exc: BaseException) -> str:
@@ -353,6 +405,23 @@ async def send_message(
     failed = [f"{address}: {r.describe()}" for address, r in replies.items() if not r.accepted]
     if failed:
         raise DeliveryError(f"{connection.target.describe()} refused " + "; ".join(failed))
+
+
+def envelope_address(address: str) -> tuple[str, bool]:
+    """Return an address as MAIL FROM / RCPT TO carry it, and whether it needs SMTPUTF8.
+
+    An internationalized domain is sent as punycode, which every server takes; only a
+    non-ASCII local part needs the SMTPUTF8 extension (RFC 6531).
+    """
+    if address.isascii():
+        return address, False
+    try:
+        valid = normalize(address)
+    except InvalidAddress:
+        return address, True  # the server (or the missing extension) refuses it, per recipient
+    if valid.ascii_email is not None:
+        return valid.ascii_email, False
+    return valid.email, True
 
 
 def sender_address(from_header: str) -> str:

@@ -12,19 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from publisher.delivery.compose import Composer
 from publisher.delivery.editions import resume_enqueues
-from publisher.delivery.models import CANCELLED, FAILED, RETRYING, SENT
+from publisher.delivery.models import CANCELLED, FAILED, RETRYING, SENT, MailKind
 from publisher.delivery.outbox import Job, Outbox, Outcome
 from publisher.delivery.ratelimit import RateLimiter
 from publisher.delivery.retry import RetryPolicy
 from publisher.delivery.smtp import Reply, ServerUnavailable, SmtpConnection, SmtpPool
-from publisher.delivery.smtp import sender_address as bare_address
-from publisher.errors import PublisherError
+from publisher.errors import LockedError, PublisherError
 from publisher.site import Site
 
 #: Rows claimed per query; also the most a worker holds that are not yet in flight.
@@ -35,6 +34,9 @@ RECOVER_EVERY = 30.0
 POLL_SECONDS = 2.0
 #: A result waits at most this long for the other connections' results to share a commit.
 FLUSH_WAIT = 0.02
+#: On SQLite, how long a run waits for the send lock (another run may be finishing a
+#: confirmation) before saying who holds it.
+LOCK_WAIT = 5.0
 
 Progress = Callable[["DeliveryReport"], None]
 
@@ -199,14 +201,14 @@ class _Run:
         report: DeliveryReport,
         progress: Progress | None,
         worker_id: str | None,
+        kinds: Sequence[MailKind] = (),
     ) -> None:
         self.site = site
         self.stop = stop
         self.report = report
         mail = site.settings.mail
-        self.sender = bare_address(mail.from_)
         self.policy = RetryPolicy(mail.retry_initial, mail.retry_for)
-        self.outbox = Outbox(site, worker_id)
+        self.outbox = Outbox(site, worker_id, kinds)
         self.composer = Composer(site)
         self.limiter = RateLimiter(
             site.engine,
@@ -291,7 +293,7 @@ class _Run:
 
         try:
             replies = await connection.send(
-                self.sender, [job.email], message, before_data=before_data
+                self.composer.return_path(job), [job.email], message, before_data=before_data
             )
         except ServerUnavailable as exc:
             if self.pause_error is None:
@@ -317,7 +319,7 @@ class _Run:
             jobs = await self.outbox.claim(CLAIM_SIZE, claimed_at)
             self.report.cancelled += self.outbox.cancelled - before
             if jobs:
-                await self.composer.prepare({job.variant_id for job in jobs})
+                await self.composer.prepare(jobs)
                 for job in jobs:
                     self.queue.put_nowait(job)
                 continue
@@ -365,6 +367,7 @@ async def deliver(
     progress: Progress | None = None,
     linger: timedelta = timedelta(0),
     worker_id: str | None = None,
+    kinds: Sequence[MailKind] = (),
 ) -> DeliveryReport:
     """Send queued messages until nothing is due (``until_idle``) or until ``stop`` is set.
 
@@ -372,14 +375,16 @@ async def deliver(
     ``linger`` makes an until-idle run wait for retries due that soon. When the server
     refuses us (down, bad credentials), unfinished editions are paused and the report says
     why: an until-idle run returns, a long-running one waits and tries again.
+    ``kinds`` limits the run to those kinds of mail (`publisher serve` sends notices only).
     """
     stop = stop or asyncio.Event()
     report = DeliveryReport()
-    run = _Run(site, stop, report, progress, worker_id)
-    await run.outbox.register()
+    run = _Run(site, stop, report, progress, worker_id, kinds)
+    await _register(run)
     try:
-        for queued in await resume_enqueues(site):
-            report.enqueued += queued.queued
+        if not kinds or MailKind.DIGEST in kinds:
+            for queued in await resume_enqueues(site):
+                report.enqueued += queued.queued
         report.recovered += await run.outbox.recover(site.clock.now())
         while True:
             await _deliver_once(run, until_idle, linger)
@@ -402,6 +407,18 @@ async def deliver(
         await run.outbox.unregister()
         report.elapsed = time.monotonic() - report.started
     return report
+
+
+async def _register(run: _Run) -> None:
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            await run.outbox.register()
+            return
+        except LockedError:
+            if time.monotonic() > deadline or run.stop.is_set():
+                raise
+            await asyncio.sleep(0.1)
 
 
 async def _deliver_once(run: _Run, until_idle: bool, linger: timedelta) -> None:

@@ -11,6 +11,7 @@ datetime passed in is aware; text is stripped of XML-illegal control characters.
 from __future__ import annotations
 
 from datetime import datetime
+from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -151,7 +152,11 @@ def _entry(fe: FeedEntry, item: Item, tz: ZoneInfo) -> None:
     fe.guid(item.id, permalink=item.guid_is_permalink)
     fe.title(item.title)
     fe.link(href=item.url, rel="alternate")
-    fe.summary(item.summary or item.title)
+    summary = item.summary or item.title
+    # Atom's <summary> is a text construct (plain text); RSS <description> is read as
+    # HTML by readers, so the plain-text summary is escaped as HTML once before XML.
+    fe.summary(summary)
+    fe.description(escape(summary, quote=False))
     fe.content(item.content_html or "<p></p>", type="html")
     fe.published(_local(item.published, tz))
     fe.pubDate(_local(item.published, tz))

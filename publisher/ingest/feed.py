@@ -6,17 +6,18 @@ import calendar
 import codecs
 import hashlib
 import json
+import logging
 import re
 import xml.sax
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from html import escape
+from html import escape, unescape
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import feedparser
 
-from publisher.content.sanitize import html_to_text
+from publisher.content.sanitize import MAX_HTML_DEPTH, html_to_text, nesting_depth
 from publisher.content.store import ArticleDraft
 from publisher.errors import InputError
 from publisher.ingest.options import ImportOptions
@@ -27,6 +28,10 @@ _HTTP_CHARSET = re.compile(r"charset\s*=\s*\"?([A-Za-z0-9_.:-]+)", re.IGNORECASE
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 MAX_TITLE_CHARS = 120
+#: What a malformed entry may raise from deep inside our mapping or feedparser's values;
+#: it costs that entry alone, never the rest of the feed.
+ENTRY_ERRORS = (InputError, TypeError, ValueError, AttributeError, KeyError, IndexError)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,7 +56,7 @@ def parse_feed(
     content_type: str = "",
 ) -> ParsedFeed:
     """Parse RSS, Atom or JSON Feed bytes, or raise InputError saying why they are unusable."""
-    _check_bytes(data, name, content_type)
+    encoding = _check_bytes(data, name, content_type)
     if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"{", b"[")):
         return _parse_json_feed(
             data, name, language=language, tz=tz, tags=tags or [], source_url=source_url
@@ -59,9 +64,16 @@ def parse_feed(
     headers = {"content-location": source_url} if source_url else {}
     if content_type:
         headers["content-type"] = content_type
+    # feedparser's own HTML passes (sanitizing, resolving relative links) take seconds on
+    # markup nested thousands deep; such a feed skips them (our store sanitizes anyway and
+    # refuses the deep entries) rather than stall the import.
+    limit = MAX_HTML_DEPTH + 8  # the feed's own elements nest a few levels too
+    deep = nesting_depth(unescape(data.decode(encoding, "replace")), limit) > limit
     try:
         # Always bytes: given a str, feedparser would treat a URL or a path as something to open.
-        parsed = feedparser.parse(data, response_headers=headers, sanitize_html=True)
+        parsed = feedparser.parse(
+            data, response_headers=headers, sanitize_html=not deep, resolve_relative_uris=not deep
+        )
     except Exception as exc:  # a few malformed inputs raise instead of setting bozo
         raise InputError(f"{name}: not a readable feed: {type(exc).__name__}: {exc}") from None
     problem = parsed.get("bozo_exception")
@@ -91,12 +103,21 @@ def parse_feed(
             draft = _entry_draft(entry, key=key, language=feed_language, tz=tz, tags=tags or [])
             draft.source_url = source_url or result.link
             result.drafts.append(draft)
-        except InputError as exc:
-            result.warnings.append(f"{name}: entry {position}: {exc}")
+        except ENTRY_ERRORS as exc:
+            result.warnings.append(_skipped(name, "entry", position, exc))
     return result
 
 
-def _check_bytes(data: bytes, name: str, content_type: str) -> None:
+def _skipped(name: str, kind: str, position: int, exc: Exception) -> str:
+    """Describe, in one logged line, an entry left out of an import."""
+    reason = str(exc) if isinstance(exc, InputError) else f"unreadable ({type(exc).__name__})"
+    message = f"{name}: {kind} {position}: {' '.join(reason.split())[:300]}"
+    log.warning("%s", message)
+    return message
+
+
+def _check_bytes(data: bytes, name: str, content_type: str) -> str:
+    """Check size and encoding; return the encoding the feed's bytes are in."""
     if len(data) > MAX_BYTES:
         raise InputError(f"{name}: feed is {len(data):,} bytes, over the 10 MB limit")
     if not data.strip():
@@ -126,6 +147,7 @@ def _check_bytes(data: bytes, name: str, content_type: str) -> None:
         raise InputError(
             f"{name}:{line}: not valid {encoding} text (byte 0x{data[exc.start]:02x})"
         ) from None
+    return encoding
 
 
 def _line(problem: xml.sax.SAXParseException, data: bytes) -> int:
@@ -327,13 +349,13 @@ def _parse_json_feed(
     key = source_url or result.link or name
     for position, item in enumerate(items, start=1):
         if not isinstance(item, dict):
-            result.warnings.append(f"{name}: item {position}: not an object")
+            result.warnings.append(_skipped(name, "item", position, InputError("not an object")))
             continue
-        entry = _json_entry(item, feed_author)
         try:
+            entry = _json_entry(item, feed_author)
             draft = _entry_draft(entry, key=key, language=feed_language, tz=tz, tags=tags)
-        except InputError as exc:
-            result.warnings.append(f"{name}: item {position}: {exc}")
+        except ENTRY_ERRORS as exc:
+            result.warnings.append(_skipped(name, "item", position, exc))
             continue
         draft.source_url = source_url or result.link
         result.drafts.append(draft)
@@ -342,6 +364,16 @@ def _parse_json_feed(
 
 def _json_text(value: object) -> str:
     return " ".join(value.split()) if isinstance(value, str) else ""
+
+
+def _json_number(value: object) -> str:
+    """Return an integer id as text (JSON Feed 1.0 allowed numbers); "" for anything else."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else ""
+
+
+def _json_list(value: object) -> list[Any]:
+    """Return a JSON Feed list member, or [] when the feed put something else there."""
+    return value if isinstance(value, list) else []
 
 
 def _json_author(holder: dict[str, Any]) -> str:
@@ -355,11 +387,11 @@ def _json_author(holder: dict[str, Any]) -> str:
 def _json_entry(item: dict[str, Any], feed_author: str) -> dict[str, Any]:
     """Shape a JSON Feed item like a feedparser entry, so one mapping serves both."""
     entry: dict[str, Any] = {
-        "id": str(item.get("id", "") or ""),
+        "id": _json_text(item.get("id")) or _json_number(item.get("id")),
         "link": _json_text(item.get("url")) or _json_text(item.get("external_url")),
         "title": _json_text(item.get("title")),
         "author": _json_author(item) or feed_author,
-        "tags": [{"term": t} for t in item.get("tags") or [] if isinstance(t, str)],
+        "tags": [{"term": t} for t in _json_list(item.get("tags")) if isinstance(t, str)],
         "language": item.get("language"),
     }
     if isinstance(item.get("content_html"), str):
@@ -374,7 +406,7 @@ def _json_entry(item: dict[str, Any], feed_author: str) -> dict[str, Any]:
     image = _json_text(item.get("image")) or _json_text(item.get("banner_image"))
     if image:
         entry["media_content"] = [{"url": image, "medium": "image"}]
-    for attachment in item.get("attachments") or []:
+    for attachment in _json_list(item.get("attachments")):
         if isinstance(attachment, dict) and str(attachment.get("mime_type", "")).startswith(
             "image/"
         ):

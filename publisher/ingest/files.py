@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -61,15 +62,44 @@ def choose_format(path: Path, text: str, forced: str) -> str:
     return SUFFIXES.get(path.suffix.lower()) or sniff(text)
 
 
-def expand(paths: Iterable[Path]) -> Iterator[Path]:
-    """Yield files, walking folders for known suffixes in sorted order."""
+@dataclass(frozen=True)
+class Found:
+    """A file to import, or (with ``skipped`` set) a link a folder walk did not follow."""
+
+    path: Path
+    in_folder: bool = False
+    skipped: str = ""
+
+
+def expand(paths: Iterable[Path]) -> Iterator[Found]:
+    """Yield files, walking folders for known suffixes in sorted order.
+
+    Symbolic links found inside a folder are never followed (a link to publisher.toml
+    would publish its secrets); a path named on the command line is taken as given.
+    """
     for path in paths:
         if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                if child.is_file() and child.suffix.lower() in SUFFIXES:
-                    yield child
+            yield from _walk(path)
         else:
-            yield path
+            yield Found(path)
+
+
+def _walk(folder: Path) -> Iterator[Found]:
+    found: list[Found] = []
+    for top, dirs, files in os.walk(folder, followlinks=False):
+        here = Path(top)
+        for name in dirs:
+            if (here / name).is_symlink():
+                found.append(Found(here / name, True, "symbolic link to a folder, not followed"))
+        for name in files:
+            child = here / name
+            if child.suffix.lower() not in SUFFIXES:
+                continue
+            if child.is_symlink():
+                found.append(Found(child, True, "symbolic link, not followed"))
+            elif child.is_file():
+                found.append(Found(child, True))
+    yield from sorted(found, key=lambda f: f.path)
 
 
 def located(path: Path, message: str) -> str:
@@ -143,9 +173,16 @@ async def import_files(
 ) -> ImportReport:
     """Import every file; a bad file is reported and the others still import."""
     report = ImportReport()
-    for path in expand(paths):
+    for found in expand(paths):
+        path = found.path
+        if found.skipped:
+            outcome = ImportOutcome(str(path), "skipped", error=f"{path}: {found.skipped}")
+            report.outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+            continue
         try:
-            source = read_text_file(path)
+            source = read_text_file(path, follow_symlinks=not found.in_folder)
             fmt = choose_format(path, source.text, options.format)
             draft = apply_options(PARSERS[fmt](source, options), options)
             action, slug = await store_draft(engine, base_url, draft, now)

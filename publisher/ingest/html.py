@@ -13,6 +13,7 @@ from urllib.parse import urljoin, urlsplit
 import trafilatura
 from trafilatura.utils import load_html
 
+from publisher.content.sanitize import MAX_HTML_DEPTH, nesting_depth
 from publisher.content.store import ArticleDraft
 from publisher.errors import InputError
 from publisher.ingest.options import ImportOptions
@@ -43,11 +44,16 @@ _INLINE = {
     "#del": "del",
 }
 _CREDIT_CLASS = re.compile(r"credit|copyright|source|author|photographer", re.IGNORECASE)
+_SCRIPTS = re.compile(r"<(script|style|template)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 
 
 def parse_html(source: SourceText, options: ImportOptions, *, url: str = "") -> ArticleDraft:
     """Extract the main article of an HTML page into an ArticleDraft, or raise InputError."""
     name = url or str(source.path)
+    # libxml2 silently drops what lies deeper than 256 elements: refuse such a page
+    # instead of importing a truncated article (scripts and styles do not nest).
+    if nesting_depth(_SCRIPTS.sub("", source.text)) > MAX_HTML_DEPTH:
+        raise InputError(f"{name}:1: HTML is nested more than {MAX_HTML_DEPTH} elements deep")
     try:
         tree = load_html(source.text)
     except (ValueError, TypeError) as exc:

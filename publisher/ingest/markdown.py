@@ -8,11 +8,56 @@ from zoneinfo import ZoneInfo
 
 import frontmatter
 import yaml
+from frontmatter.default_handlers import YAMLHandler
 
 from publisher.content.markdown import render_markdown
 from publisher.content.store import ArticleDraft
 from publisher.errors import InputError
 from publisher.ingest.source import SourceText, to_utc
+
+#: Front matter is a few lines of keys; more than this is not front matter we want to parse.
+MAX_FRONT_MATTER_CHARS = 64 * 1024
+#: Deepest nesting of lists and mappings in front matter.
+MAX_FRONT_MATTER_DEPTH = 16
+
+
+class _FrontMatterLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses aliases (a 330-byte alias bomb expands to gigabytes)
+    and nesting deeper than MAX_FRONT_MATTER_DEPTH (PyYAML recurses per level)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in front matter", event.start_mark
+            )
+        if self._depth >= MAX_FRONT_MATTER_DEPTH:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"nested more than {MAX_FRONT_MATTER_DEPTH} levels deep",
+                self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _FrontMatterYAML(YAMLHandler):
+    """python-frontmatter's YAML handler, loading with _FrontMatterLoader."""
+
+    def load(self, fm: str, **kwargs: object) -> Any:
+        if len(fm) > MAX_FRONT_MATTER_CHARS:
+            raise InputError(
+                f"front matter is {len(fm):,} characters, over the limit of "
+                f"{MAX_FRONT_MATTER_CHARS:,}"
+            )
+        return yaml.load(fm, Loader=_FrontMatterLoader)  # noqa: S506 (a SafeLoader subclass)
+
 
 KNOWN_KEYS = {
     "title",
@@ -34,10 +79,15 @@ KNOWN_KEYS = {
 def parse_markdown(source: SourceText, *, language: str, tz: ZoneInfo) -> ArticleDraft:
     """Turn a Markdown file into an ArticleDraft, or raise InputError with path:line."""
     name = str(source.path)
+    handler = frontmatter.detect_format(source.text, frontmatter.handlers)
+    if isinstance(handler, YAMLHandler):
+        handler = _FrontMatterYAML()
     try:
-        metadata, body = frontmatter.parse(source.text)
+        metadata, body = frontmatter.parse(source.text, handler=handler)
     except yaml.YAMLError as exc:
         raise InputError(_yaml_error(name, source.text, exc)) from None
+    except InputError as exc:
+        raise InputError(f"{name}:1: {exc}") from None
     if not isinstance(metadata, Mapping):
         raise InputError(f"{name}:1: front matter must be a mapping of keys to values")
     meta: dict[str, Any] = dict(metadata)

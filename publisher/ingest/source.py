@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
@@ -20,13 +21,17 @@ class SourceText:
     text: str
 
 
-def read_text_file(path: Path) -> SourceText:
+def read_text_file(path: Path, *, follow_symlinks: bool = True) -> SourceText:
     """Read a UTF-8 text file, or raise InputError naming the file and line at fault."""
-    return SourceText(path, decode_text(read_bytes_file(path), str(path)))
+    data = read_bytes_file(path, follow_symlinks=follow_symlinks)
+    return SourceText(path, decode_text(data, str(path)))
 
 
-def read_bytes_file(path: Path) -> bytes:
-    """Read a regular file of at most 10 MB, or raise InputError naming it."""
+def read_bytes_file(path: Path, *, follow_symlinks: bool = True) -> bytes:
+    """Read a regular file of at most 10 MB, or raise InputError naming it.
+
+    With ``follow_symlinks`` false a link is refused even if it appears after a check.
+    """
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -39,9 +44,12 @@ def read_bytes_file(path: Path) -> bytes:
         raise InputError(f"{path}: file is {size:,} bytes, over the 10 MB limit")
     try:
         # Read at most one byte past the limit: a device or pipe reports size 0 and may never end.
-        with path.open("rb") as handle:
+        flags = os.O_RDONLY | (0 if follow_symlinks else os.O_NOFOLLOW)
+        with os.fdopen(os.open(path, flags), "rb") as handle:
             data = handle.read(MAX_BYTES + 1)
     except OSError as exc:
+        if not follow_symlinks and path.is_symlink():
+            raise InputError(f"{path}: symbolic link, not followed") from None
         raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
     if len(data) > MAX_BYTES:
         raise InputError(f"{path}: input is over the 10 MB limit")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.8"
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, text/plain;q=0.5"
 _FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/rdf+xml")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,6 +87,12 @@ async def follow_sources(site: Site) -> SourcesReport:
             feed = await import_feed(site, source.url, tags=source.tags)
         except PublisherError as exc:
             feed = FeedImportReport(source.url, status="failed", error=str(exc))
+        except Exception as exc:  # a hostile feed may break a parser in ways we did not list
+            log.debug("following %s failed", source.url, exc_info=True)
+            error = f"unexpected {type(exc).__name__} while importing"
+            feed = FeedImportReport(source.url, status="failed", error=error)
+        if feed.status == "failed":
+            log.warning("%s", feed.summary())
         report.feeds.append(feed)
     return report
 
@@ -106,7 +114,11 @@ async def import_feed(
     state = await _source_state(site, target)
     try:
         fetched = await fetch(
-            target, etag=state.etag, last_modified=state.last_modified, accept=FEED_ACCEPT
+            target,
+            etag=state.etag,
+            last_modified=state.last_modified,
+            accept=FEED_ACCEPT,
+            allow_private=site.settings.fetch.allow_private_addresses,
         )
         if fetched.not_modified:
             report.status = "not-modified"
@@ -141,7 +153,9 @@ async def import_feed(
 async def import_url(site: Site, url: str, options: ImportOptions, now: datetime) -> ImportOutcome:
     """Fetch one page and import it as an article (HTML, or plain text when served as such)."""
     try:
-        fetched = await fetch(url, accept=PAGE_ACCEPT)
+        fetched = await fetch(
+            url, accept=PAGE_ACCEPT, allow_private=site.settings.fetch.allow_private_addresses
+        )
         draft = apply_options(_page_draft(fetched, url, options), options)
         action, slug = await store_draft(site.engine, site.settings.site.base_url, draft, now)
     except PublisherError as exc:

@@ -33,6 +33,29 @@ SIGNED_HEADERS = (
     "List-Unsubscribe-Post",
 )
 
+#: Headers listed once more than they occur (RFC 6376 8.15, "oversigning"): a header of
+#: these names added after signing, above or below ours, breaks the signature, so a
+#: forwarder cannot slip in a second Subject, a Reply-To or a Cc that readers would see.
+OVERSIGNED = (
+    "from",
+    "sender",
+    "reply-to",
+    "to",
+    "cc",
+    "subject",
+    "date",
+    "message-id",
+    "in-reply-to",
+    "references",
+    "list-id",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "list-archive",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+)
+
 #: RFC 8301: verifiers reject RSA keys under 1024 bits.
 MIN_KEY_BITS = 1024
 _LINE = 78  # RFC 5322 SHOULD: lines of at most 78 characters before CRLF
@@ -43,6 +66,7 @@ _FIELD = re.compile(rb"([!-9;-~]+):")
 _WSP = re.compile(rb"[ \t]+")
 _NAME = b"DKIM-Signature"
 
+_OVERSIGNED = tuple(name.encode("ascii") for name in OVERSIGNED)
 _PADDING = padding.PKCS1v15()
 _SHA256 = hashes.SHA256()
 
@@ -156,7 +180,8 @@ class DkimSigner:
         """Return the DKIM-Signature header line (with CRLF) to put in front of ``message``.
 
         Each header named in ``headers`` is signed once per occurrence (bottom-up, as
-        RFC 6376 5.4.2 selects them); names absent from the message are left out of h=.
+        RFC 6376 5.4.2 selects them); names absent from the message are left out of h=,
+        except the OVERSIGNED ones, which h= always lists once more than they occur.
         ``timestamp`` (t=, Unix seconds) defaults to now. The body is hashed as given, so
         it must already have CRLF line ends, as our encoders write them.
         """
@@ -173,7 +198,9 @@ class DkimSigner:
             for name, value in reversed(present.get(key, ())):
                 signed.append(key)
                 hashed.append(canonical_header(name, value))
-        if b"from" not in signed:
+            if key in _OVERSIGNED:
+                signed.append(key)  # selects no header: hashes nothing, forbids one more
+        if b"from" not in present:
             raise InputError("cannot DKIM-sign a message without a From header (RFC 6376 5.4)")
         if timestamp is None:
             timestamp = int(SystemClock().now().timestamp())
@@ -210,6 +237,7 @@ def _header_names(headers: Sequence[str]) -> tuple[bytes, ...]:
             names.append(name)
     if b"from" not in names:
         raise InputError("DKIM signatures must cover From (RFC 6376 5.4)")
+    names += [name for name in _OVERSIGNED if name not in names]
     return tuple(names)
 
 

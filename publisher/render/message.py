@@ -20,10 +20,12 @@ from urllib.parse import urlsplit
 
 from publisher.clock import Clock, SystemClock
 from publisher.config import Settings
+from publisher.content.bidi import strip_bidi_controls
 from publisher.content.sanitize import clean_line
 from publisher.errors import ConfigError, InputError
 from publisher.render.digest import CompiledDigest
 from publisher.render.dkim import SIGNED_HEADERS, DkimSigner, signer_from_settings
+from subscribers.verp import HEADER as BOUNCE_HEADER
 
 NAME_MAX = 100
 URL_MAX = 2000
@@ -34,6 +36,7 @@ _MESSAGE_ID = re.compile(r"<[!-;=?-~]{1,200}@[!-;=?-~]{1,200}>")
 _LOCAL = re.compile(r"[^\x00-\x20\x7f<>()\[\]\\,;:@\"]+")
 _DOMAIN = re.compile(r"[^\x00-\x20\x7f<>()\[\]\\,;:@\"]+")
 _URL = re.compile(r"https?://[!#-;=?-~]+")  # printable ASCII without space, quotes, < and >
+_BOUNCE_TOKEN = re.compile(r"[a-z0-9-]{1,100}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,8 @@ class Recipient:
     preferences_url: str
     message_id: str
     language: str = ""
+    #: The VERP token of this message (subscribers/verp.py), also in the envelope sender.
+    bounce_token: str = ""
 
 
 # --- header encoding -----------------------------------------------------------------
@@ -71,7 +76,7 @@ def _encoded_words(text: str) -> list[str]:
 
 def encode_phrase(text: str) -> str:
     """Encode a display name: as is, quoted, or as RFC 2047 words when it is not ASCII."""
-    text = clean_line(text)
+    text = strip_bidi_controls(clean_line(text))
     if not text:
         return ""
     if _ASCII_PHRASE.fullmatch(text) and len(text) <= 70:
@@ -83,7 +88,7 @@ def encode_phrase(text: str) -> str:
 
 def encode_unstructured(text: str, *, name_length: int) -> str:
     """Encode an unstructured value (Subject), folded under 78 columns."""
-    text = clean_line(text)
+    text = strip_bidi_controls(clean_line(text))
     if _PRINTABLE.fullmatch(text) and "=?" not in text:
         lines: list[str] = []
         line = ""
@@ -257,6 +262,9 @@ class MessageTemplate:
         head.append(hole("To"))
         head.append(header("Subject", encode_unstructured(subject, name_length=len("Subject"))))
         head.append(hole("Message-ID"))
+        # A whole-line hole: the header is there only when the message has a token.
+        self._keys.append(("L", BOUNCE_HEADER))
+        head.append(b"%b")
         if list_headers:
             head.append(header("List-Id", list_id))
             head.append(hole("List-Unsubscribe"))
@@ -269,6 +277,7 @@ class MessageTemplate:
         self._signed_headers: tuple[str, ...] = (
             *(h for h in SIGNED_HEADERS if list_headers or not h.startswith("List-")),
             *extra,
+            BOUNCE_HEADER,
             "MIME-Version",
             "Content-Type",
         )
@@ -300,9 +309,18 @@ class MessageTemplate:
                 "unsubscribe_url": recipient.unsubscribe_url,
                 "preferences_url": recipient.preferences_url,
             },
+            bounce_token=recipient.bounce_token,
         )
 
-    def fill(self, *, email: str, name: str, message_id: str, urls: Mapping[str, str]) -> bytes:
+    def fill(
+        self,
+        *,
+        email: str,
+        name: str,
+        message_id: str,
+        urls: Mapping[str, str],
+        bounce_token: str = "",
+    ) -> bytes:
         """Return the message with every slot filled, escaped and encoded for its place."""
         name = clean_line(name)[:NAME_MAX]
         to = format_address(name, email, name_length=2)
@@ -313,6 +331,11 @@ class MessageTemplate:
             "To": to.encode("utf-8"),
             "Date": self._date(),
             "Message-ID": check_message_id(message_id).encode("ascii"),
+        }
+        if bounce_token and not _BOUNCE_TOKEN.fullmatch(bounce_token):
+            raise InputError(f"invalid bounce token: {bounce_token[:120]!r}")
+        lines = {
+            BOUNCE_HEADER: f"{BOUNCE_HEADER}: {bounce_token}\r\n".encode() if bounce_token else b""
         }
         if self.list_headers:
             unsubscribe = texts.get("unsubscribe_url", "")
@@ -327,6 +350,8 @@ class MessageTemplate:
                 where, slot = key
                 if where == "H":
                     value = headers[slot]
+                elif where == "L":
+                    value = lines[slot]
                 elif where == "h":
                     raw = html.escape(texts.get(slot, ""), quote=True).encode("utf-8")
                     value = qp_encode(raw, open_end=True)

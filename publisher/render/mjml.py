@@ -102,22 +102,37 @@ def compile_mjml(source: str, *, template: str, template_text: str = "") -> str:
             raise TemplateError(_locate(template, template_text, source, str(exc))) from exc
     else:
         raise TemplateError(_locate(template, template_text, source, problem.message))
-    return _escape_attributes(inline_css(html, inline_rules, where=template))
+    return escape_attribute_values(inline_css(html, inline_rules, where=template))
 
 
-_ATTRIBUTE = re.compile(r'(\s[\w:.-]+=")([^"]*)(")')
+# What the HTML serializer can write after inlining: comments (Outlook's conditional ones
+# included), declarations, raw-text elements whole, start tags with their attributes.
+# Text never holds a bare "<" (the serializer writes &lt;), so these are all the tags.
+_SERIALIZED = re.compile(
+    r"<!--.*?-->|<![^>]*>|<(?:style|script)\b[^>]*>.*?</(?:style|script)\s*>"
+    r"|(?P<start><[A-Za-z][^\s/>]*(?:\s+[^\s=/>]+(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s\"'>]+))?)*\s*/?>)",
+    re.S | re.I,
+)
+_QUOTED_VALUE = re.compile(r"(=\s*)(\"[^\"]*\"|'[^']*')")
 
 
-def _escape_attributes(html: str) -> str:
-    """Escape < and > inside attribute values (MRML copies mj-title into aria-label raw)."""
+def escape_attribute_values(html: str) -> str:
+    """Write < and > as entities inside attribute values, leaving text and comments alone.
 
-    def escape(match: re.Match[str]) -> str:
-        value = match[2]
-        if "<" not in value and ">" not in value:
+    css-inline's serializer writes them raw in attributes (legal HTML, but a subject like
+    ``<script>`` would then appear verbatim in the aria-label MRML copies it into). Only
+    the values of real start tags are touched: text such as ``Budi x="1`` is not a tag.
+    """
+
+    def tag(match: re.Match[str]) -> str:
+        markup = match["start"]
+        if markup is None or ("<" not in markup[1:] and ">" not in markup[:-1]):
             return match[0]
-        return match[1] + value.replace("<", "&lt;").replace(">", "&gt;") + match[3]
+        return _QUOTED_VALUE.sub(
+            lambda value: value[1] + value[2].replace("<", "&lt;").replace(">", "&gt;"), markup
+        )
 
-    return _ATTRIBUTE.sub(escape, html)
+    return _SERIALIZED.sub(tag, html)
 
 
 def scan(markup: str) -> Problem | None:

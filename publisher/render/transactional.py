@@ -24,6 +24,7 @@ from publisher.render.templates import environment, render, template_source
 CONFIRMATION = "confirmation"
 ALREADY_SUBSCRIBED = "already_subscribed"
 UNSUBSCRIBED = "unsubscribed"
+WELCOME = "welcome"
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,16 @@ def build_confirmation(
     confirm_url: str,
     message_id: str,
     clock: Clock | None = None,
+    bounce_token: str = "",
 ) -> bytes:
     """Return the double opt-in email asking the reader to confirm their address."""
     template = notice_template(settings, CONFIRMATION, language, clock=clock)
     return template.fill(
-        email=email, name=name, message_id=message_id, urls={"action_url": confirm_url}
+        email=email,
+        name=name,
+        message_id=message_id,
+        urls={"action_url": confirm_url},
+        bounce_token=bounce_token,
     )
 
 
@@ -63,6 +69,7 @@ def build_already_subscribed(
     unsubscribe_url: str,
     message_id: str,
     clock: Clock | None = None,
+    bounce_token: str = "",
 ) -> bytes:
     """Return the note sent when an active reader subscribes again."""
     template = notice_template(settings, ALREADY_SUBSCRIBED, language, clock=clock)
@@ -71,6 +78,7 @@ def build_already_subscribed(
         name=name,
         message_id=message_id,
         urls={"preferences_url": preferences_url, "unsubscribe_url": unsubscribe_url},
+        bounce_token=bounce_token,
     )
 
 
@@ -83,11 +91,39 @@ def build_unsubscribed(
     resubscribe_url: str,
     message_id: str,
     clock: Clock | None = None,
+    bounce_token: str = "",
 ) -> bytes:
     """Return the acknowledgement that a reader has left."""
     template = notice_template(settings, UNSUBSCRIBED, language, clock=clock)
     return template.fill(
-        email=email, name=name, message_id=message_id, urls={"action_url": resubscribe_url}
+        email=email,
+        name=name,
+        message_id=message_id,
+        urls={"action_url": resubscribe_url},
+        bounce_token=bounce_token,
+    )
+
+
+def build_welcome(
+    settings: Settings,
+    *,
+    email: str,
+    name: str,
+    language: str,
+    preferences_url: str,
+    unsubscribe_url: str,
+    message_id: str,
+    clock: Clock | None = None,
+    bounce_token: str = "",
+) -> bytes:
+    """Return the note sent once, when a reader confirms their subscription."""
+    template = notice_template(settings, WELCOME, language, clock=clock)
+    return template.fill(
+        email=email,
+        name=name,
+        message_id=message_id,
+        urls={"preferences_url": preferences_url, "unsubscribe_url": unsubscribe_url},
+        bounce_token=bounce_token,
     )
 
 
@@ -186,6 +222,19 @@ def notice_context(
         action = _Link(_("Manage preferences"), tokens["preferences_url"])
         secondary = [_Link(_("Unsubscribe"), tokens["unsubscribe_url"])]
         footer = _("If you did not ask for this, you can safely ignore this email.")
+    elif kind == WELCOME:
+        subject = _("Welcome to %(site)s") % values
+        paragraphs = [
+            _(
+                "Your subscription to %(site)s is confirmed. Your first digest arrives "
+                "at the next sending time."
+            )
+            % values,
+            _("You can change your language, time zone, frequency and topics at any time."),
+        ]
+        action = _Link(_("Manage preferences"), tokens["preferences_url"])
+        secondary = [_Link(_("Unsubscribe"), tokens["unsubscribe_url"])]
+        footer = _("You receive this email because you confirmed your subscription.")
     elif kind == UNSUBSCRIBED:
         subject = _("You have unsubscribed from %(site)s") % values
         paragraphs = [

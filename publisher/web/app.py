@@ -14,6 +14,8 @@ from publisher.feeds.websub import Pinger
 from publisher.site import Site
 from publisher.web import admin, feeds, pages, subscription
 from publisher.web.cache import ContentCache
+from publisher.web.headers import SecurityHeaders
+from publisher.web.limits import BodyLimit
 from publisher.web.templating import PageRenderer, render_page
 
 
@@ -25,12 +27,16 @@ def create_app(site: Site, *, poll_interval: float = 1.0) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await cache.start()
+        sender = subscription.notice_sender(app)
+        # `serve` delivers the subscription flow's mail by itself (digests: worker, send).
+        await sender.start()
         try:
             yield
         finally:
             await cache.stop()
             await pinger.aclose()
-            await subscription.drain(app)  # send confirmations already promised
+            await sender.stop()
+            await subscription.drain(app)  # queue what requests promised; try sending it
             await site.aclose()
 
     app = FastAPI(
@@ -40,6 +46,9 @@ def create_app(site: Site, *, poll_interval: float = 1.0) -> FastAPI:
         openapi_url=None,
         lifespan=lifespan,
     )
+    # Last added runs first: the headers also go on the 413 BodyLimit answers with.
+    app.add_middleware(BodyLimit, max_bytes=site.settings.web.max_request_bytes)
+    app.add_middleware(SecurityHeaders)
     renderer = PageRenderer(site.settings)
     app.state.site = site
     app.state.pages = renderer

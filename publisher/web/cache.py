@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 #: Bodies smaller than this go uncompressed; gzip would not pay for its header.
 MIN_GZIP = 256
+#: Bodies larger than this are hashed and compressed in a worker thread, off the event loop.
+THREAD_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -64,15 +66,26 @@ Builder = Callable[[], Awaitable[tuple[bytes, str, datetime] | None]]
 class ContentCache:
     """Map a key (a path) to its rendered body for the current content version."""
 
-    def __init__(self, site: Site, *, poll_interval: float = 1.0, max_entries: int = 4096) -> None:
+    def __init__(
+        self,
+        site: Site,
+        *,
+        poll_interval: float = 1.0,
+        max_entries: int = 4096,
+        max_missing: int = 1024,
+    ) -> None:
         self.site = site
         self.poll_interval = poll_interval
         self.max_entries = max_entries
+        self.max_missing = max_missing
         self.version: int | None = None
         #: How many documents were built (a benchmark proves it stays still under load).
         self.builds = 0
         self._generation = 0
-        self._entries: OrderedDict[str, Cached | None] = OrderedDict()
+        self._entries: OrderedDict[str, Cached] = OrderedDict()
+        # "Not found" answers live apart, so requests for made-up URLs can only evict
+        # each other, never a real page.
+        self._missing: OrderedDict[str, None] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self._served: dict[str, tuple[str, datetime]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -124,33 +137,58 @@ class ContentCache:
         """Forget every cached body."""
         self._generation += 1
         self._entries.clear()
+        self._missing.clear()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     async def get(self, key: str, build: Builder) -> Cached | None:
         """Return the cached body for ``key``, building it once if missing (None = not found)."""
-        if key in self._entries:
-            self._entries.move_to_end(key)
-            return self._entries[key]
+        hit, found = self._lookup(key)
+        if hit:
+            return found
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            if key in self._entries:
-                return self._entries[key]
+            hit, found = self._lookup(key)
+            if hit:
+                return found
             generation = self._generation
             self.builds += 1
             built = await build()
-            cached = None if built is None else self._validated(key, *built)
+            cached = None if built is None else await self._validated(key, *built)
             # A body built while the content changed may be stale: serve it, don't keep it.
             if generation == self._generation:
-                self._entries[key] = cached
-                if len(self._entries) > self.max_entries:
-                    self._entries.popitem(last=False)
+                self._keep(key, cached)
         self._locks.pop(key, None)
         return cached
 
-    def _validated(self, key: str, body: bytes, media_type: str, modified: datetime) -> Cached:
-        cached = Cached.make(body, media_type, modified)
+    def _lookup(self, key: str) -> tuple[bool, Cached | None]:
+        """Return (known, body): known with None means a cached "not found"."""
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return True, self._entries[key]
+        if key in self._missing:
+            self._missing.move_to_end(key)
+            return True, None
+        return False, None
+
+    def _keep(self, key: str, cached: Cached | None) -> None:
+        if cached is None:
+            self._missing[key] = None
+            if len(self._missing) > self.max_missing:
+                self._missing.popitem(last=False)
+            return
+        self._entries[key] = cached
+        if len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    async def _validated(
+        self, key: str, body: bytes, media_type: str, modified: datetime
+    ) -> Cached:
+        if len(body) > THREAD_BYTES:
+            cached = await asyncio.to_thread(Cached.make, body, media_type, modified)
+        else:
+            cached = Cached.make(body, media_type, modified)
         previous = self._served.get(key)
         if (
             previous is not None

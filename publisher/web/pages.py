@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from starlette.responses import Response
 
 from publisher.config import Settings
 from publisher.content.models import Article
-from publisher.content.sanitize import clean_line, sanitize_html
+from publisher.content.sanitize import clean_line
 from publisher.content.store import ArticleStore
 from publisher.db import transaction
 from publisher.feeds import query
@@ -30,6 +31,8 @@ from publisher.web.templating import HTML_TYPE, PageRenderer
 PAGE_SIZE = 20
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# ASCII digits only ("²".isdigit() is true) and few of them (int() refuses 4,301 digits).
+_PAGE = re.compile(r"[1-9][0-9]{0,5}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,8 @@ def _card(article: Article, settings: Settings, language: str, *, body: bool = F
     local = article.published_at.astimezone(settings.tz)
     html = ""
     if body:
-        # Sanitized on the way in; again on the way out, in case a row was edited by hand.
-        html = absolutize_srcset(sanitize_html(article.body_html, base), base)
+        # Sanitized once, on the way into the store; the request path only reads it.
+        html = absolutize_srcset(article.body_html, base)
     return Card(
         slug=article.slug,
         url=f"{base}/articles/{article.slug}",
@@ -92,7 +95,7 @@ def _modified(articles: list[Article]) -> datetime:
 
 def _page_number(request: Request) -> int:
     raw = request.query_params.get("page", "1")
-    if not raw.isdigit() or raw != str(int(raw)) or int(raw) < 1:
+    if not _PAGE.fullmatch(raw):
         raise HTTPException(404)
     return int(raw)
 
@@ -108,8 +111,10 @@ class Pages:
         self.settings = site.settings
         self.renderer = renderer
 
-    def _html(self, name: str, context: dict[str, Any], language: str | None = None) -> bytes:
-        return self.renderer.render(name, context, language).encode("utf-8")
+    async def _html(self, name: str, context: dict[str, Any], language: str | None = None) -> bytes:
+        # In a worker thread: a long article must not hold up other requests meanwhile.
+        text = await asyncio.to_thread(self.renderer.render, name, context, language)
+        return text.encode("utf-8")
 
     async def listing(
         self, session: AsyncSession, scope: Scope, number: int, template: str, path: str
@@ -134,7 +139,7 @@ class Pages:
         }
         if scope.kind == "author":
             context["author_name"] = await query.author_name(session, scope.key) or scope.key
-        return self._html(template, context), HTML_TYPE, _modified(articles)
+        return await self._html(template, context), HTML_TYPE, _modified(articles)
 
     async def article(self, session: AsyncSession, slug: str) -> Built:
         """Build one article's page."""
@@ -142,7 +147,7 @@ class Pages:
         if article is None or not article.is_published:
             return None
         card = _card(article, self.settings, article.language, body=True)
-        body = self._html("article.html", {"article": card}, article.language)
+        body = await self._html("article.html", {"article": card}, article.language)
         return body, HTML_TYPE, article.updated_at
 
     async def archive_index(self, session: AsyncSession) -> Built:
@@ -152,7 +157,7 @@ class Pages:
             when.astimezone(tz).strftime("%Y-%m") for when in await query.publication_times(session)
         )
         context = {"months": sorted(months.items(), reverse=True)}
-        return self._html("archive.html", context), HTML_TYPE, EPOCH
+        return await self._html("archive.html", context), HTML_TYPE, EPOCH
 
     async def archive_month(self, session: AsyncSession, month: str) -> Built:
         """Build the list of one month's articles (in the site's time zone)."""
@@ -170,7 +175,7 @@ class Pages:
             "month": month,
             "cards": [_card(a, self.settings, self.settings.site.language) for a in articles],
         }
-        return self._html("archive.html", context), HTML_TYPE, _modified(articles)
+        return await self._html("archive.html", context), HTML_TYPE, _modified(articles)
 
 
 async def _serve(request: Request, key: str, build: Any) -> Response:

@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import secrets
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import available_timezones
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlalchemy.exc import IntegrityError
 
 from publisher.content.store import ArticleStore
 from publisher.db import transaction
+from publisher.delivery import notices
+from publisher.delivery.models import MailKind
 from publisher.render.i18n import choose_language, translations
 from publisher.site import Site
+from publisher.web.limits import InvalidJson, body_limit, parse_json
 from publisher.web.templating import render_page
 from subscribers import consent, repository
 from subscribers.addresses import Address, normalize
-from subscribers.errors import InvalidInput, TokenError
+from subscribers.errors import InvalidInput, SubscriberExists, TokenError
 from subscribers.models import ACTIVE, FREQUENCIES, PENDING, Subscriber
 from subscribers.preferences import LANGUAGES
 from subscribers.repository import Consent, Preferences
@@ -37,7 +39,10 @@ IP_LIMIT = (10, 600.0)
 ADDRESS_LIMIT = (3, 3600.0)
 MAX_FORM_BYTES = 16 * 1024
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-MailKind = Literal["confirm", "already", "unsubscribed"]
+#: The notice each outcome of a subscribe request queues.
+NOTICE_FOR = {"confirm": MailKind.CONFIRMATION, "already": MailKind.ALREADY_SUBSCRIBED}
+#: Every POST here reads at most MAX_FORM_BYTES, counted while the body streams in.
+SMALL_BODY = [Depends(body_limit(MAX_FORM_BYTES))]
 
 
 class SlidingWindow:
@@ -72,10 +77,11 @@ class SlidingWindow:
 
 @dataclass
 class SubscriptionState:
-    """Per-app state: the token signer, the rate limits and the background jobs."""
+    """Per-app state: the token signer, the rate limits, background jobs and the notice sender."""
 
     site: Site
     tokens: Tokens
+    sender: notices.NoticeSender
     ip_limit: SlidingWindow = field(default_factory=lambda: SlidingWindow(*IP_LIMIT))
     address_limit: SlidingWindow = field(default_factory=lambda: SlidingWindow(*ADDRESS_LIMIT))
     jobs: set[asyncio.Task[None]] = field(default_factory=set)
@@ -87,9 +93,13 @@ class SubscriptionState:
         task.add_done_callback(self.jobs.discard)
 
     async def drain(self) -> None:
-        """Wait for every background job (tests and shutdown)."""
+        """Wait for every background job, then deliver the notices they queued."""
         while self.jobs:
             await asyncio.gather(*list(self.jobs), return_exceptions=True)
+        try:
+            await self.sender.deliver_now()
+        except Exception:
+            log.exception("delivering notices failed; they stay queued")
 
 
 def state_of(request: Request) -> SubscriptionState:
@@ -97,9 +107,19 @@ def state_of(request: Request) -> SubscriptionState:
     found = getattr(request.app.state, "subscription", None)
     if found is None:
         site: Site = request.app.state.site
-        found = SubscriptionState(site, Tokens(site.settings.web.secret_key, clock=site.clock))
+        tokens = Tokens(site.settings.web.secret_key, clock=site.clock)
+        found = SubscriptionState(site, tokens, notice_sender(request.app))
         request.app.state.subscription = found
     assert isinstance(found, SubscriptionState)
+    return found
+
+
+def notice_sender(app: Any) -> notices.NoticeSender:
+    """Return (creating on first use) the app's notice sender."""
+    found = getattr(app.state, "notices", None)
+    if found is None:
+        found = app.state.notices = notices.NoticeSender(app.state.site)
+    assert isinstance(found, notices.NoticeSender)
     return found
 
 
@@ -304,61 +324,31 @@ def _accept(request: Request, address: Address, preferences: Preferences, text: 
         user_agent=request.headers.get("user-agent", "")[:1000],
         text=text,
     )
-    state.spawn(_subscribe_job(state.site, address, preferences, record))
+    state.spawn(_subscribe_job(state, address, preferences, record))
 
 
 async def _subscribe_job(
-    site: Site, address: Address, preferences: Preferences, record: Consent
+    state: SubscriptionState, address: Address, preferences: Preferences, record: Consent
 ) -> None:
-    try:
-        async with transaction(site.engine) as session:
-            outcome = await consent.subscribe(session, address, preferences, record, record.at)
-            subscriber_id = outcome.subscriber.id
-        if outcome.action != "none":
-            await send_subscription_mail(site, outcome.action, subscriber_id)
-    except Exception:
-        log.exception("subscribe request for subscriber failed")
-
-
-async def send_subscription_mail(site: Site, kind: MailKind, subscriber_id: int) -> None:
-    """Build and send the confirmation, "already subscribed" or "unsubscribed" email."""
-    from publisher.delivery.smtp import send_message, sender_address
-    from publisher.render import transactional
-
-    settings = site.settings
-    tokens = Tokens(settings.web.secret_key, clock=site.clock)
-    async with transaction(site.engine) as session:
-        subscriber = await repository.get(session, subscriber_id)
-    if subscriber is None:
-        return
-    base = settings.site.base_url
-    language = choose_language(subscriber.language, settings.site.language, domain="email")
-    host = base.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0] or "localhost"
-    message_id = f"<{kind}.{subscriber.id}.{secrets.token_hex(8)}@{host}>"
-    common: dict[str, Any] = {
-        "email": subscriber.email,
-        "name": subscriber.name,
-        "language": language,
-        "message_id": message_id,
-    }
-    if kind == "confirm":
-        message = transactional.build_confirmation(
-            settings, confirm_url=f"{base}/confirm/{tokens.confirm(subscriber.id)}", **common
-        )
-    elif kind == "already":
-        message = transactional.build_already_subscribed(
-            settings,
-            preferences_url=f"{base}/preferences/{tokens.preferences(subscriber.id)}",
-            unsubscribe_url=f"{base}/unsubscribe/{tokens.unsubscribe(subscriber.id)}",
-            **common,
-        )
-    else:
-        message = transactional.build_unsubscribed(
-            settings, resubscribe_url=f"{base}/subscribe", **common
-        )
-    await send_message(
-        settings.mail, message, sender_address(settings.mail.from_), [subscriber.email]
-    )
+    site = state.site
+    # Two requests for one new address can race to insert it: the loser finds the
+    # winner's row on its second try (pending, just mailed: nothing more to send).
+    for attempt in range(2):
+        try:
+            async with transaction(site.engine) as session:
+                outcome = await consent.subscribe(session, address, preferences, record, record.at)
+                kind = NOTICE_FOR.get(outcome.action)
+                if kind is not None:
+                    await notices.queue(session, site, kind, outcome.subscriber.id)
+            break
+        except (IntegrityError, SubscriberExists):
+            if attempt:
+                log.warning("subscribe request lost a race twice; the reader can retry")
+                return
+        except Exception:
+            log.exception("subscribe request for subscriber failed")
+            return
+    state.sender.poke()
 
 
 @router.get("/subscribe", include_in_schema=False)
@@ -367,7 +357,7 @@ async def subscribe_page(request: Request) -> Response:
     return _subscribe_form(request, page_language(request))
 
 
-@router.post("/subscribe", include_in_schema=False)
+@router.post("/subscribe", include_in_schema=False, dependencies=SMALL_BODY)
 async def subscribe_form(request: Request) -> Response:
     """Accept the form; answer identically whether the address is new, pending, active or gone."""
     language = page_language(request)
@@ -399,7 +389,7 @@ async def subscribe_form(request: Request) -> Response:
     return _page(request, "subscribe_done.html", language, {})
 
 
-@router.post("/api/subscribe", include_in_schema=False)
+@router.post("/api/subscribe", include_in_schema=False, dependencies=SMALL_BODY)
 async def subscribe_api(request: Request) -> Response:
     """Accept a JSON subscription (202 whatever the address's state)."""
     language = page_language(request)
@@ -410,9 +400,9 @@ async def subscribe_api(request: Request) -> Response:
     if len(body) > MAX_FORM_BYTES:
         return JSONResponse({"error": "request too large"}, status_code=413)
     try:
-        data = json.loads(body)
-    except ValueError:
-        return JSONResponse({"error": "invalid JSON"}, status_code=400)
+        data = parse_json(body)
+    except InvalidJson as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
     if not isinstance(data, dict):
         return JSONResponse({"error": "expected a JSON object"}, status_code=400)
     topics = data.get("topics") or []
@@ -478,7 +468,7 @@ async def confirm_page(request: Request, token: str) -> Response:
     return _with_cookie(request, response, fresh)
 
 
-@router.post("/confirm/{token}", include_in_schema=False)
+@router.post("/confirm/{token}", include_in_schema=False, dependencies=SMALL_BODY)
 async def confirm(request: Request, token: str) -> Response:
     """Activate the subscription."""
     subscriber = await _load(request, token, "confirm")
@@ -499,9 +489,15 @@ async def confirm(request: Request, token: str) -> Response:
         return _with_cookie(request, response, fresh)
     site: Site = request.app.state.site
     async with transaction(site.engine) as session:
+        current = await repository.get(session, subscriber.id)
+        was_pending = current is not None and current.status == PENDING
         confirmed = await consent.confirm(session, subscriber.id, site.clock.now())
+        if confirmed is not None and was_pending:
+            await notices.queue(session, site, MailKind.WELCOME, confirmed.id)
     if confirmed is None:
         return bad_link(request)
+    if was_pending:
+        state_of(request).sender.poke()
     return _page(request, "confirmed.html", language, _links(request, confirmed))
 
 
@@ -515,7 +511,7 @@ async def unsubscribe_page(request: Request, token: str) -> Response:
     return _page(request, "unsubscribe.html", language, {"token": token})
 
 
-@router.post("/unsubscribe/{token}", include_in_schema=False)
+@router.post("/unsubscribe/{token}", include_in_schema=False, dependencies=SMALL_BODY)
 async def unsubscribe(request: Request, token: str) -> Response:
     """Unsubscribe: the RFC 8058 one-click target (no cookie or CSRF token; 200; idempotent)."""
     subscriber = await _load(request, token, "unsubscribe")
@@ -527,17 +523,12 @@ async def unsubscribe(request: Request, token: str) -> Response:
         if current is None:
             return bad_link(request)
         changed = await consent.unsubscribe(session, current, site.clock.now(), detail="web")
+        if changed:
+            await notices.queue(session, site, MailKind.UNSUBSCRIBED, subscriber.id)
     if changed:
-        state_of(request).spawn(_unsubscribed_job(site, subscriber.id))
+        state_of(request).sender.poke()
     language = page_language(request, subscriber.language)
     return _page(request, "unsubscribed.html", language, {})
-
-
-async def _unsubscribed_job(site: Site, subscriber_id: int) -> None:
-    try:
-        await send_subscription_mail(site, "unsubscribed", subscriber_id)
-    except Exception:
-        log.exception("sending the unsubscribe notice failed")
 
 
 async def _tags(site: Site) -> list[str]:
@@ -589,7 +580,7 @@ async def preferences_page(request: Request, token: str) -> Response:
     return await _preferences_page(request, token, subscriber)
 
 
-@router.post("/preferences/{token}", include_in_schema=False)
+@router.post("/preferences/{token}", include_in_schema=False, dependencies=SMALL_BODY)
 async def save_preferences(request: Request, token: str) -> Response:
     """Save new preferences (CSRF-protected form)."""
     subscriber = await _load(request, token, "preferences")

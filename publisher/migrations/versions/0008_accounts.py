@@ -1,7 +1,7 @@
 """Accounts: users, login sessions, API tokens, login throttles, the audit log; admin indexes.
 
 Revision ID: 0008_accounts
-Revises: 0003_delivery
+Revises: 0004_outbox_kinds
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_accounts"
-down_revision = "0003_delivery"
+down_revision = "0004_outbox_kinds"
 branch_labels = None
 depends_on = None
 

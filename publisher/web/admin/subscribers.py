@@ -14,7 +14,8 @@ from starlette.exceptions import HTTPException
 from publisher.accounts import audit
 from publisher.accounts.models import AuditEntry
 from publisher.db import transaction
-from publisher.delivery.models import OutboxRow
+from publisher.delivery import notices
+from publisher.delivery.models import MailKind, OutboxRow
 from publisher.web.admin.auth import (
     ManagingSubscribers,
     PostsSubscribers,
@@ -133,6 +134,7 @@ async def reader_page(subscriber_id: int, request: Request, editor: Reading) -> 
         deliveries = (
             await session.execute(
                 sa.select(
+                    OutboxRow.kind,
                     OutboxRow.edition_id,
                     OutboxRow.status,
                     OutboxRow.attempts,
@@ -200,7 +202,6 @@ async def add_subscriber(request: Request, posted: PostsSubscribers) -> Response
                 subscriber = await repository.add(
                     session, address, preferences, record, now, status=ACTIVE
                 )
-                pending_id = None
             else:
                 existing = await repository.get_by_email(session, address.key)
                 if existing is not None:
@@ -209,7 +210,8 @@ async def add_subscriber(request: Request, posted: PostsSubscribers) -> Response
                     )
                 outcome = await consent.subscribe(session, address, preferences, record, now)
                 subscriber = outcome.subscriber
-                pending_id = subscriber.id
+                # Queued with the change; the sender `publisher serve` runs delivers it.
+                await notices.queue(session, site, MailKind.CONFIRMATION, subscriber.id)
             await audit.record(
                 session,
                 actor=posted.editor.user.email,
@@ -227,10 +229,6 @@ async def add_subscriber(request: Request, posted: PostsSubscribers) -> Response
             {"editor": posted.editor, "status": 422, "message": str(exc)},
             status_code=422,
         )
-    if pending_id is not None:
-        from publisher.web.subscription import send_subscription_mail
-
-        await send_subscription_mail(site, "confirm", pending_id)
     return RedirectResponse(f"/admin/subscribers/{new_id}", status_code=303)
 
 

@@ -400,3 +400,26 @@ async def test_dashboard_and_digests(server: str, people: Site) -> None:
     assert "sandbox" in frame.headers["content-security-policy"]
     assert frame.headers["x-frame-options"] == "SAMEORIGIN"
     assert c.get("/admin/digests/editions/daily:2026-01-01").status_code == 404
+
+
+def test_every_admin_string_has_an_indonesian_translation() -> None:
+    from publisher.render.i18n import translations
+    from publisher.resources import templates_root
+
+    found: set[str] = set()
+    for template in (templates_root() / "web" / "admin").glob("*.html"):
+        text = template.read_text(encoding="utf-8")
+        found.update(re.findall(r'_\("([^"]+)"\)', text))
+        found.update(re.findall(r"_\('([^']+)'\)", text))
+    catalog = translations("id", "admin")
+    missing = sorted(message for message in found if catalog.gettext(message) == message)
+    assert missing == []
+
+
+def test_pages_speak_the_browsers_language(server: str) -> None:
+    c = client(server)
+    indonesian = c.get("/admin/login", headers={"Accept-Language": "id-ID,id;q=0.9"})
+    assert '<html lang="id">' in indonesian.text
+    assert "Kata sandi" in indonesian.text
+    english = c.get("/admin/login", headers={"Accept-Language": "en-GB"})
+    assert "Password" in english.text

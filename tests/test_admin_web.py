@@ -403,16 +403,15 @@ async def test_dashboard_and_digests(server: str, people: Site) -> None:
 
 
 def test_every_admin_string_has_an_indonesian_translation() -> None:
-    from publisher.render.i18n import translations
-    from publisher.resources import templates_root
+    from publisher.resources import locale_dir, templates_root
 
     found: set[str] = set()
     for template in (templates_root() / "web" / "admin").glob("*.html"):
         text = template.read_text(encoding="utf-8")
         found.update(re.findall(r'_\("([^"]+)"\)', text))
         found.update(re.findall(r"_\('([^']+)'\)", text))
-    catalog = translations("id", "admin")
-    missing = sorted(message for message in found if catalog.gettext(message) == message)
+    catalog = (locale_dir() / "id" / "LC_MESSAGES" / "admin.po").read_text(encoding="utf-8")
+    missing = sorted(m for m in found if f'msgid "{m}"' not in catalog.replace('\\"', '"'))
     assert missing == []
 
 

@@ -68,15 +68,20 @@ def sqlite_path(url: str) -> Path | None:
     return Path(rest.removeprefix("/"))
 
 
-def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+def apply_sqlite_pragmas(dbapi_connection: Any, busy_ms: int = 30000) -> None:
+    """Give a SQLite connection the settings every Publisher connection has."""
     cursor = dbapi_connection.cursor()
     # WAL lets the web server read while a send or import writes; busy_timeout
     # makes concurrent writers wait instead of failing at once.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     cursor.close()
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    apply_sqlite_pragmas(dbapi_connection)
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:

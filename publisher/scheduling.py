@@ -32,15 +32,15 @@ from apscheduler.triggers.interval import IntervalTrigger
 from publisher import db, planning
 from publisher.config import Settings
 from publisher.content.models import PUBLISHED, Article
+from publisher.delivery import outbox
 from publisher.delivery.editions import DEFAULT_WINDOW, EnqueueReport, enqueue, open_edition
-from publisher.delivery.models import Edition, OutboxRow
 from publisher.delivery.worker import DeliveryReport, deliver
 from publisher.errors import LockBusy, LockedError
 from publisher.feeds.websub import Pinger
 from publisher.ingest.sources import SourcesReport, follow_sources
 from publisher.locks import AdvisoryLock, FileLock, HeldLock, lock_file
 from publisher.site import Site
-from subscribers.models import ACTIVE, Subscriber
+from subscribers import repository
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +132,8 @@ def schedule_for(settings: Settings) -> planning.Schedule:
 async def _zone_rows(site: Site) -> list[tuple[str, str, str, int]]:
     """Return (frequency, stored zone, effective zone, active count) rows."""
     site_zone = site.settings.site.timezone
-    statement = (
-        sa.select(Subscriber.frequency, Subscriber.timezone, sa.func.count())
-        .where(Subscriber.status == ACTIVE)
-        .group_by(Subscriber.frequency, Subscriber.timezone)
-    )
     async with db.transaction(site.engine) as session:
-        rows = (await session.execute(statement)).all()
+        rows = await repository.active_counts(session)
     return [
         (frequency, stored, planning.effective_zone(stored, site_zone), int(count))
         for frequency, stored, count in rows
@@ -171,26 +166,15 @@ async def _may_have_readers(site: Site, group: planning.DueGroup, stored: set[st
         if newest is None:
             return False
         # A first digest looks back a default window; later ones since the last.
-        window_holds_news = Subscriber.last_digest_at < newest
-        if newest > group.send_at - DEFAULT_WINDOW[group.frequency]:
-            window_holds_news = sa.or_(window_holds_news, Subscriber.last_digest_at.is_(None))
-        already = (
-            sa.select(OutboxRow.id)
-            .join(Edition, Edition.id == OutboxRow.edition_id)
-            .where(Edition.period_key == group.period_key)
-            .where(OutboxRow.subscriber_id == Subscriber.id)
+        return await repository.any_due(
+            session,
+            frequency=group.frequency,
+            timezones=stored,
+            joined_before=group.send_at,
+            newest=newest,
+            never_sent_too=newest > group.send_at - DEFAULT_WINDOW[group.frequency],
+            excluded=outbox.edition_subscribers(group.period_key),
         )
-        pending = await session.scalar(
-            sa.select(Subscriber.id)
-            .where(Subscriber.status == ACTIVE)
-            .where(Subscriber.frequency == group.frequency)
-            .where(Subscriber.timezone.in_(sorted(stored)))
-            .where(Subscriber.created_at < group.send_at)
-            .where(window_holds_news)
-            .where(~already.exists())
-            .limit(1)
-        )
-        return pending is not None
 
 
 async def run_tick(

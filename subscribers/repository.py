@@ -270,3 +270,42 @@ def advance_last_digest() -> sa.Update:
         .where(sa.or_(_TABLE.c.last_digest_at.is_(None), _TABLE.c.last_digest_at < until))
         .values(last_digest_at=until)
     )
+
+
+async def active_counts(session: AsyncSession) -> list[tuple[str, str, int]]:
+    """Count active subscribers per (frequency, stored time zone)."""
+    rows = await session.execute(
+        sa.select(Subscriber.frequency, Subscriber.timezone, sa.func.count())
+        .where(Subscriber.status == ACTIVE)
+        .group_by(Subscriber.frequency, Subscriber.timezone)
+    )
+    return [(frequency, zone, int(count)) for frequency, zone, count in rows.tuples()]
+
+
+async def any_due(
+    session: AsyncSession,
+    *,
+    frequency: str,
+    timezones: Iterable[str],
+    joined_before: datetime,
+    newest: datetime,
+    never_sent_too: bool,
+    excluded: sa.Select[Any],
+) -> bool:
+    """Tell whether an active reader of these stored zones, who joined in time, is not
+    among ``excluded`` (a select of subscriber ids) and had a last digest before
+    ``newest`` (or, with ``never_sent_too``, none yet)."""
+    window_holds_news = Subscriber.last_digest_at < newest
+    if never_sent_too:
+        window_holds_news = sa.or_(window_holds_news, Subscriber.last_digest_at.is_(None))
+    found = await session.scalar(
+        sa.select(Subscriber.id)
+        .where(Subscriber.status == ACTIVE)
+        .where(Subscriber.frequency == frequency)
+        .where(Subscriber.timezone.in_(sorted(timezones)))
+        .where(Subscriber.created_at < joined_before)
+        .where(window_holds_news)
+        .where(Subscriber.id.not_in(excluded))
+        .limit(1)
+    )
+    return found is not None

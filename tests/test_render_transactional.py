@@ -13,6 +13,7 @@ from publisher.render.transactional import (
     build_already_subscribed,
     build_confirmation,
     build_unsubscribed,
+    build_welcome,
 )
 from tests.render_support import frozen_clock, make_settings
 
@@ -103,6 +104,31 @@ def test_already_subscribed_and_unsubscribed() -> None:
     assert parsed["Subject"] == "You have unsubscribed from Kabar Nusantara"
     assert "Subscribe again" in markup
     assert 'href="https://news.example.org/subscribe"' in markup
+
+
+@pytest.mark.parametrize(
+    ("language", "subject", "sentence"),
+    [
+        ("id", "Selamat datang di Kabar Nusantara", "sudah dikonfirmasi"),
+        ("en", "Welcome to Kabar Nusantara", "is confirmed"),
+    ],
+)
+def test_welcome_in_both_languages(language: str, subject: str, sentence: str) -> None:
+    message = build_welcome(
+        make_settings(),
+        email="siti@example.net",
+        name="Siti",
+        language=language,
+        preferences_url="https://news.example.org/preferences/p1",
+        unsubscribe_url="https://news.example.org/unsubscribe/u1",
+        message_id="<w1@news.example.org>",
+    )
+    parsed, text, markup = _parts(message)
+    assert parsed["Subject"] == subject
+    assert sentence in text
+    assert "Siti" in text
+    assert 'href="https://news.example.org/preferences/p1"' in markup
+    assert "https://news.example.org/unsubscribe/u1" in text
 
 
 def test_notices_are_compiled_once_and_personalized() -> None:

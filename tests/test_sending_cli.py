@@ -26,6 +26,7 @@ from publisher.db import transaction
 from publisher.delivery.editions import enqueue, open_edition
 from publisher.delivery.mailsink import MailSink
 from publisher.delivery.models import Edition, OutboxRow
+from publisher.delivery.outbox import Outbox
 from publisher.site import Site
 from subscribers.models import Subscriber
 from tests.clirunner import ROOT, invoke
@@ -234,3 +235,39 @@ def test_worker_sends_queued_mail_and_exits_cleanly_on_sigterm(
     assert "Traceback" not in stderr
     _, _, last = delivery_state(site_dir)
     assert sum(when is not None for when in last) == 3
+
+
+def test_dry_run_counts_equal_the_real_runs_after_a_partial_send(
+    capsys: pytest.CaptureFixture[str], config: Path, sink: MailSink, site_dir: Path
+) -> None:
+    async def queue_then_add_a_reader(site: Site) -> None:
+        now = site.clock.now()
+        edition = await open_edition(site, "daily", now.date(), now)
+        assert (await enqueue(site, edition, now)).queued == 3
+        await add_subscribers(site, 1, start=9, created_at=now - timedelta(days=1))
+
+    on_site(site_dir, queue_then_add_a_reader)
+    dry = invoke(capsys, "--config", config, "digest", "send", "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    assert "would send 1 message(s); 3 already queued" in dry.stdout
+    real = invoke(capsys, "--config", config, "digest", "send")
+    assert real.exit_code == 0, real.stderr
+    assert "1 queued now, 3 already queued" in real.stdout
+
+
+def test_retry_now_lifts_a_pause(
+    capsys: pytest.CaptureFixture[str], config: Path, sink: MailSink, site_dir: Path
+) -> None:
+    async def queue_and_pause(site: Site) -> None:
+        now = site.clock.now()
+        edition = await open_edition(site, "daily", now.date(), now)
+        await enqueue(site, edition, now)
+        await Outbox(site).pause(now + timedelta(hours=1), "server was down")
+
+    on_site(site_dir, queue_and_pause)
+    waiting = invoke(capsys, "--config", config, "digest", "send", "--resume")
+    assert waiting.exit_code == 0, waiting.stderr
+    assert sink.messages == []  # paused for another hour: nothing is claimed
+    now = invoke(capsys, "--config", config, "digest", "send", "--resume", "--retry-now")
+    assert now.exit_code == 0, now.stderr
+    assert sent_to(sink) == sorted(ACTIVE_READERS)

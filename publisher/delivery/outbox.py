@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -35,7 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from publisher.db import is_sqlite, sqlite_path, transaction
+from publisher.db import apply_sqlite_pragmas, is_sqlite, sqlite_path, transaction
 from publisher.delivery.models import (
     CANCELLED,
     CLAIMED,
@@ -296,11 +296,7 @@ class _SqliteWriter:
 
 def _open_sqlite(path: Path, *, busy_ms: int) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    # The same pragmas as publisher.db gives every other connection.
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA foreign_keys=ON")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    connection.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+    apply_sqlite_pragmas(connection, busy_ms)
     return connection
 
 
@@ -391,16 +387,24 @@ class _Person(NamedTuple):
     status: str
 
 
+#: The raw SQLite path encodes times exactly as the column type does through SQLAlchemy.
+_SQLITE_DIALECT = sqlite.dialect()
+_TIME_TYPE = _OUTBOX.c.next_attempt_at.type.dialect_impl(_SQLITE_DIALECT)
+_TIME_TO_TEXT = _TIME_TYPE.bind_processor(_SQLITE_DIALECT)
+_TIME_FROM_TEXT = _TIME_TYPE.result_processor(_SQLITE_DIALECT, None)
+
+
 def _from_sqlite_time(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+    assert _TIME_FROM_TEXT is not None
+    found: datetime | None = _TIME_FROM_TEXT(value)
+    return found
 
 
 def _sqlite_time(moment: datetime | None) -> str | None:
-    """Format an aware time the way SQLAlchemy stores DateTime on SQLite (naive UTC)."""
-    if moment is None:
-        return None
-    utc = moment.astimezone(UTC)
-    return f"{utc:%Y-%m-%d %H:%M:%S}.{utc.microsecond:06d}"
+    """Format an aware time the way the column type stores it on SQLite."""
+    assert _TIME_TO_TEXT is not None
+    text: str | None = _TIME_TO_TEXT(moment)
+    return text
 
 
 class Outbox:
@@ -809,6 +813,16 @@ async def queued_among(
             .where(_OUTBOX.c.edition_id == edition_id)
             .where(_OUTBOX.c.subscriber_id.in_(subscriber_ids))
         )
+    )
+
+
+def edition_subscribers(period_key: str) -> sa.Select[Any]:
+    """Return a select of the subscriber ids that have a row in the named edition."""
+    return (
+        sa.select(_OUTBOX.c.subscriber_id)
+        .join(Edition, Edition.id == _OUTBOX.c.edition_id)
+        .where(Edition.period_key == period_key)
+        .where(_OUTBOX.c.subscriber_id.is_not(None))
     )
 
 

@@ -8,7 +8,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from publisher.content.models import UTCDateTime
+from publisher.columns import UTCDateTime
 from publisher.db import Base
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -11,9 +11,18 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from subscribers import preferences as prefs
+from subscribers import suppression
 from subscribers.addresses import Address, lookup_key, normalize
 from subscribers.errors import SubscriberExists, SubscriberNotFound
-from subscribers.models import ACTIVE, DAILY, PENDING, STATUSES, Subscriber
+from subscribers.models import (
+    ACTIVE,
+    DAILY,
+    FREQUENCIES,
+    PENDING,
+    STATUSES,
+    UNSUBSCRIBED,
+    Subscriber,
+)
 
 
 @dataclass(frozen=True)
@@ -309,3 +318,99 @@ async def any_due(
         .limit(1)
     )
     return found is not None
+
+
+# --- Keyset pages for the API and the editors' app (no COUNT, index order) ---
+
+#: One character above every other: ``prefix + _TOP`` bounds the addresses starting with prefix.
+_TOP = "\U0010ffff"
+
+
+@dataclass(frozen=True)
+class SubscriberFilter:
+    """What an editor narrowed the subscriber list to; None means any."""
+
+    status: str | None = None
+    language: str | None = None
+    timezone: str | None = None
+    frequency: str | None = None
+    #: One topic slug (letters, digits and hyphens) the reader follows.
+    topic: str | None = None
+    #: Start of the address, case-insensitive; the page is then in address order.
+    email_prefix: str | None = None
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def page(
+    session: AsyncSession, wanted: SubscriberFilter, limit: int, after: int | str | None = None
+) -> list[Subscriber]:
+    """Return up to ``limit`` subscribers after ``after``.
+
+    Newest first (``after`` is an id), or in address order when searching by prefix
+    (``after`` is the last address key), so the unique address index serves the search.
+    The status index continues with the frequency, so a status without a frequency reads
+    each frequency on its own and merges the two short lists here.
+    """
+    if wanted.status is not None and wanted.frequency is None and wanted.email_prefix is None:
+        found: list[Subscriber] = []
+        for frequency in FREQUENCIES:
+            found.extend(await _page(session, replace(wanted, frequency=frequency), limit, after))
+        found.sort(key=lambda subscriber: -subscriber.id)
+        return found[:limit]
+    return await _page(session, wanted, limit, after)
+
+
+async def _page(
+    session: AsyncSession, wanted: SubscriberFilter, limit: int, after: int | str | None
+) -> list[Subscriber]:
+    query = sa.select(Subscriber)
+    for column, value in (
+        (Subscriber.status, wanted.status),
+        (Subscriber.language, wanted.language),
+        (Subscriber.timezone, wanted.timezone),
+        (Subscriber.frequency, wanted.frequency),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if wanted.topic is not None:
+        # Topics are slugs ([a-z0-9-]) stored as a JSON list of strings: the quoted slug
+        # matches exactly one element, on SQLite and PostgreSQL alike.
+        slugs = prefs.topics([wanted.topic])
+        topic = slugs[0] if slugs else "-"  # a blank topic matches no reader
+        query = query.where(sa.cast(Subscriber.topics, sa.Text).like(f'%"{topic}"%'))
+    if wanted.email_prefix is not None:
+        prefix = wanted.email_prefix.strip().lower()
+        # The range uses the index; LIKE keeps the match exact under any collation.
+        query = query.where(
+            Subscriber.email_key >= prefix,
+            Subscriber.email_key < prefix + _TOP,
+            Subscriber.email_key.like(f"{_escape_like(prefix)}%", escape="\\"),
+        )
+        if after is not None:
+            query = query.where(Subscriber.email_key > str(after))
+        query = query.order_by(Subscriber.email_key)
+    else:
+        if after is not None:
+            query = query.where(Subscriber.id < int(after))
+        query = query.order_by(Subscriber.id.desc())
+    return list(await session.scalars(query.limit(limit)))
+
+
+async def suppress(
+    session: AsyncSession, subscriber: Subscriber, now: datetime, *, detail: str = ""
+) -> bool:
+    """Put a reader on the suppression list by hand; tell whether their status changed.
+
+    Active and pending readers become unsubscribed (nothing is mailed to a suppressed
+    address, and the list should say so); only confirming a new subscription lifts it.
+    """
+    await suppression.suppress(session, subscriber.email, suppression.MANUAL, now, detail)
+    if subscriber.status not in (ACTIVE, PENDING):
+        return False
+    subscriber.status = UNSUBSCRIBED
+    subscriber.unsubscribed_at = now
+    await session.flush()
+    return True

@@ -5,22 +5,49 @@ Delivery adds `send` and `status` to this group from its own module (digest.add_
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from publisher.cli.context import CliContext, console, err_console, pass_cli, run
-
-# Re-exported: sending.py and the tests import these from here.
-from publisher.digest_preview import NextDigest, Preview, PreviewReader, next_digest, write_preview
+from publisher.delivery.preview import next_digest, preview_reader, render_preview
 from publisher.errors import UsageError
 from publisher.render.i18n import available_languages, normalize_language
 from publisher.site import Site
+
+__all__ = ["Preview", "digest", "next_digest", "write_preview"]
 
 
 @click.group("digest")
 def digest() -> None:
     """Preview, send and inspect email digests."""
+
+
+@dataclass
+class Preview:
+    """The files a preview wrote, and whether they hold a sample rather than the next digest."""
+
+    paths: list[Path]
+    sample: bool
+    language: str
+    articles: int
+
+
+async def write_preview(
+    site: Site, out: Path, *, language: str | None, subscriber: str | None
+) -> Preview:
+    """Render one reader's next digest into out/digest.{html,txt,eml} (see render_preview)."""
+    reader = await preview_reader(site, subscriber, language)
+    rendered = await render_preview(site, reader)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "digest.html", out / "digest.txt", out / "digest.eml"]
+    contents = [rendered.html.encode("utf-8"), rendered.text.encode("utf-8"), rendered.message]
+    for path, content in zip(paths, contents, strict=True):
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_bytes(content)
+        temporary.replace(path)
+    return Preview(paths, rendered.sample, rendered.language, rendered.articles)
 
 
 @digest.command("preview")
@@ -64,4 +91,3 @@ def preview(cli: CliContext, language: str | None, subscriber: str | None, out: 
 
 
 COMMANDS = [digest]
-__all__ = ["COMMANDS", "NextDigest", "Preview", "PreviewReader", "next_digest", "write_preview"]

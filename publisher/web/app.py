@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from publisher.feeds.documents import FeedBuilder
 from publisher.feeds.websub import Pinger
 from publisher.site import Site
-from publisher.web import admin, feeds, pages, subscription
+from publisher.web import admin, api, feeds, pages, subscription
 from publisher.web.cache import ContentCache
 from publisher.web.headers import SecurityHeaders
 from publisher.web.limits import BodyLimit
@@ -82,5 +82,6 @@ def create_app(site: Site, *, poll_interval: float = 1.0) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(subscription.router)
     # Routers from other modules are included here, one line each.
+    api.install(app)
     app.mount("/admin", admin.create_admin_app(site))
     return app

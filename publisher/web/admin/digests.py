@@ -15,7 +15,7 @@ from publisher.db import transaction
 from publisher.delivery.editions import get_edition
 from publisher.delivery.models import Edition, OutboxRow
 from publisher.delivery.outbox import last_errors, status_counts
-from publisher.digest_preview import RenderedPreview, render_preview
+from publisher.delivery.preview import RenderedPreview, preview_reader, render_preview
 from publisher.errors import PublisherError
 from publisher.site import Site
 from publisher.web.admin.auth import PostsSends, Reading, client_ip, site_of
@@ -44,9 +44,8 @@ def _choice(request: Request, site: Site) -> dict[str, str]:
 
 async def _preview(site: Site, choice: dict[str, str]) -> RenderedPreview | str:
     try:
-        return await render_preview(
-            site, language=choice["lang"], subscriber=None, timezone=choice["tz"]
-        )
+        reader = await preview_reader(site, None, choice["lang"], choice["tz"])
+        return await render_preview(site, reader)
     except PublisherError as exc:
         return str(exc)
 

@@ -1,14 +1,10 @@
-"""The next digest as a reader will get it: the planner delivery uses, rendered for preview.
-
-`publisher digest preview` writes it to files; the editors' app shows it in the browser.
-"""
+"""Render the next digest one reader would get, exactly as delivery would choose it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -21,6 +17,9 @@ from publisher.errors import NotFoundError
 from publisher.render.digest import Digest, render_digest
 from publisher.render.message import Recipient, build_digest_template
 from publisher.site import Site
+from subscribers import repository
+from subscribers.errors import TokenError
+from subscribers.tokens import Tokens
 
 
 @dataclass
@@ -46,6 +45,20 @@ class NextDigest:
     more_count: int
     #: True when nothing is new for the reader: the newest articles stand in as a sample.
     sample: bool
+
+
+@dataclass(frozen=True)
+class RenderedPreview:
+    """One reader's next digest as HTML, text and a complete message."""
+
+    subject: str
+    html: str
+    text: str
+    message: bytes
+    sample: bool
+    language: str
+    timezone: str
+    articles: int
 
 
 async def next_digest(
@@ -77,7 +90,7 @@ async def next_digest(
 async def preview_reader(
     site: Site, email: str | None, language: str | None, timezone: str | None = None
 ) -> PreviewReader:
-    """Return who a preview is for: a subscriber, or a sample reader of a language and zone."""
+    """Return the subscriber with this address, or a new reader of ``language``."""
     settings = site.settings
     base = settings.site.base_url
     if email is None:
@@ -90,10 +103,6 @@ async def preview_reader(
             unsubscribe_url=f"{base}/unsubscribe/preview",
             preferences_url=f"{base}/preferences/preview",
         )
-    from subscribers import repository
-    from subscribers.errors import TokenError
-    from subscribers.tokens import Tokens
-
     async with transaction(site.engine) as session:
         subscriber = await repository.get_by_email(session, email)
     if subscriber is None:
@@ -109,7 +118,7 @@ async def preview_reader(
         email=subscriber.email,
         name=subscriber.name,
         language=language or subscriber.language or settings.site.language,
-        timezone=subscriber.timezone or settings.site.timezone,
+        timezone=timezone or subscriber.timezone or settings.site.timezone,
         frequency=subscriber.frequency or "daily",
         unsubscribe_url=unsubscribe,
         preferences_url=preferences,
@@ -118,33 +127,12 @@ async def preview_reader(
     )
 
 
-@dataclass
-class RenderedPreview:
-    """One reader's next digest, rendered: the HTML and text bodies and the whole message."""
-
-    html: str
-    text: str
-    message: bytes
-    subject: str
-    sample: bool
-    language: str
-    articles: int
-
-
-async def render_preview(
-    site: Site,
-    *,
-    language: str | None,
-    subscriber: str | None,
-    timezone: str | None = None,
-) -> RenderedPreview:
-    """Render one reader's next digest exactly as delivery would build it now.
+async def render_preview(site: Site, reader: PreviewReader) -> RenderedPreview:
+    """Render ``reader``'s next digest; a "[sample]" of the newest when nothing is new.
 
     The articles are those delivery would send that reader now (their language, topics and
-    what is new since their last digest). When nothing is new, the newest max_articles
-    articles in their language stand in, with "[sample]" before the subject.
+    what is new since their last digest); the date is today in the reader's time zone.
     """
-    reader = await preview_reader(site, subscriber, language, timezone)
     try:
         zone = ZoneInfo(reader.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -196,36 +184,12 @@ async def render_preview(
         }
     )
     return RenderedPreview(
+        subject=compiled.subject,
         html=html,
         text=text,
         message=message,
-        subject=compiled.subject,
         sample=chosen.sample,
         language=reader.language,
+        timezone=zone.key,
         articles=len(articles),
     )
-
-
-@dataclass
-class Preview:
-    """The files a preview wrote, and whether they hold a sample rather than the next digest."""
-
-    paths: list[Path]
-    sample: bool
-    language: str
-    articles: int
-
-
-async def write_preview(
-    site: Site, out: Path, *, language: str | None, subscriber: str | None
-) -> Preview:
-    """Render one reader's next digest into out/digest.{html,txt,eml} (see render_preview)."""
-    rendered = await render_preview(site, language=language, subscriber=subscriber)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "digest.html", out / "digest.txt", out / "digest.eml"]
-    contents = [rendered.html.encode("utf-8"), rendered.text.encode("utf-8"), rendered.message]
-    for path, content in zip(paths, contents, strict=True):
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_bytes(content)
-        temporary.replace(path)
-    return Preview(paths, rendered.sample, rendered.language, rendered.articles)

@@ -13,6 +13,7 @@ from publisher.feeds.documents import FeedBuilder
 from publisher.feeds.websub import Pinger
 from publisher.site import Site
 from publisher.web import (
+    admin,
     api,
     digests,
     discovery,
@@ -98,4 +99,5 @@ def create_app(site: Site, *, poll_interval: float = 1.0) -> FastAPI:
     app.add_middleware(observability.RequestMetrics)
     # Routers from other modules are included here, one line each.
     api.install(app)
+    app.mount("/admin", admin.create_admin_app(site))
     return app

@@ -13,9 +13,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-DAILY = "daily"
-WEEKLY = "weekly"
-FREQUENCIES = (DAILY, WEEKLY)
+# Re-exported: the schedule speaks of frequencies as readers choose them.
+from publisher.columns import DAILY as DAILY
+from publisher.columns import FREQUENCIES as FREQUENCIES
+from publisher.columns import WEEKLY as WEEKLY
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 #: The scheduler looks for due time zones this often; every UTC offset in use

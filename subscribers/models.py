@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Shared with Publisher's tables; re-exported: subscribers/ owns reader preferences.
+from publisher.columns import DAILY as DAILY
+from publisher.columns import FREQUENCIES as FREQUENCIES
+from publisher.columns import WEEKLY as WEEKLY
+from publisher.columns import UTCDateTime
 
 PENDING = "pending"
 ACTIVE = "active"
@@ -14,30 +20,9 @@ BOUNCED = "bounced"
 COMPLAINED = "complained"
 STATUSES = (PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED)
 
-DAILY = "daily"
-WEEKLY = "weekly"
-FREQUENCIES = (DAILY, WEEKLY)
-
 
 class Base(DeclarativeBase):
     """Declarative base of the subscriber tables."""
-
-
-class UTCDateTime(sa.types.TypeDecorator[datetime]):
-    """Store aware datetimes as naive UTC and read them back aware."""
-
-    impl = sa.DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r} reached the store; attach a time zone")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
 
 
 class Subscriber(Base):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
-import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 from zoneinfo import available_timezones
 
+from publisher.content.slugs import tag_slug
 from subscribers.errors import InvalidInput
 from subscribers.models import FREQUENCIES
 
@@ -17,7 +16,6 @@ LANGUAGES = ("id", "en")
 MAX_TOPICS = 50
 MAX_NAME = 200
 
-_NON_WORD = re.compile(r"[^a-z0-9]+")
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
@@ -66,59 +64,12 @@ def frequency(value: str) -> str:
     return name
 
 
-# Letters NFKD does not decompose into ASCII (as publisher/content/slugs.py).
-_LETTERS = str.maketrans(
-    {
-        "ß": "ss",
-        "æ": "ae",
-        "Æ": "AE",
-        "ø": "o",
-        "Ø": "O",
-        "đ": "d",
-        "Đ": "D",
-        "ł": "l",
-        "Ł": "L",
-        "œ": "oe",
-        "Œ": "OE",
-        "þ": "th",
-        "Þ": "TH",
-        "ð": "d",
-        "Ð": "D",
-        "ı": "i",
-    }
-)
-
-
-def _to_ascii(text: str) -> str:
-    kept: list[str] = []
-    for char in unicodedata.normalize("NFKD", text.translate(_LETTERS)):
-        if char.isascii():
-            kept.append(char)
-        elif unicodedata.category(char)[0] in "PSZC":
-            kept.append(" ")
-    return "".join(kept)
-
-
-def topic_slug(text: str) -> str:
-    """Slugify a topic exactly like the content store slugifies article tags.
-
-    This package may not import Publisher, so the rule is repeated here; a property
-    test compares the two so they cannot drift apart.
-    """
-    slug = _NON_WORD.sub("-", _to_ascii(text).lower()).strip("-")
-    if len(slug) > 60:
-        slug = slug[:60].rsplit("-", 1)[0] or slug[:60]
-    if not slug:
-        slug = "a-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
-    return slug
-
-
 def topics(values: Iterable[str]) -> list[str]:
     """Slugify and de-duplicate topics, keeping their order (empty means everything)."""
     seen: dict[str, None] = {}
     for value in values:
         if value.strip():
-            seen.setdefault(topic_slug(value.strip()), None)
+            seen.setdefault(tag_slug(value.strip()), None)
     if len(seen) > MAX_TOPICS:
         raise InvalidInput(f"too many topics ({len(seen)}; at most {MAX_TOPICS})")
     return list(seen)

@@ -12,14 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from publisher.clock import FrozenClock
-from publisher.content.slugs import slugify
 from publisher.db import transaction
 from publisher.site import Site
 from subscribers import consent, repository, suppression
 from subscribers.addresses import Address, normalize, validated
 from subscribers.errors import InvalidAddress, InvalidInput, SubscriberExists, TokenError
 from subscribers.models import ACTIVE, PENDING, UNSUBSCRIBED, Base, Subscriber, Suppression
-from subscribers.preferences import topic_slug
 from subscribers.repository import Consent, Preferences
 from subscribers.tokens import Tokens
 
@@ -92,13 +90,6 @@ def test_internationalized_addresses_are_accepted() -> None:
 def test_invalid_addresses_are_rejected(bad: str) -> None:
     with pytest.raises(InvalidAddress):
         normalize(bad)
-
-
-@given(st.text(max_size=30))
-@settings(max_examples=200, deadline=None)
-def test_topics_slug_like_article_tags(tag: str) -> None:
-    if tag.strip():
-        assert topic_slug(tag.strip()) == slugify(tag.strip(), max_length=60)
 
 
 def test_preferences_validate_time_zone_language_and_frequency() -> None:

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from publisher.columns import UTCDateTime
 from publisher.db import Base
 
 DRAFT = "draft"
 PUBLISHED = "published"
-
-
-class UTCDateTime(sa.types.TypeDecorator[datetime]):
-    """Store aware datetimes as naive UTC and read them back aware (SQLite forgets zones)."""
-
-    impl = sa.DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r} reached the store; attach a time zone")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC)
 
 
 class Article(Base):

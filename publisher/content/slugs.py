@@ -9,6 +9,8 @@ import unicodedata
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MAX_LENGTH = 80
+#: Tags (and the readers' topics, which name tags) are kept shorter.
+TAG_LENGTH = 60
 
 
 # Letters NFKD does not decompose into ASCII.
@@ -56,6 +58,11 @@ def slugify(text: str, max_length: int = MAX_LENGTH) -> str:
         # Titles wholly in non-Latin scripts still need a stable, unique slug.
         slug = "a-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
     return slug
+
+
+def tag_slug(text: str) -> str:
+    """Slugify an article tag or a reader's topic (one rule, so topics match tags)."""
+    return slugify(text, max_length=TAG_LENGTH)
 
 
 def is_slug(text: str) -> bool:

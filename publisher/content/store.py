@@ -14,13 +14,13 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from publisher.columns import UTCDateTime
 from publisher.content.models import (
     DRAFT,
     PUBLISHED,
     Article,
     ArticleTag,
     SiteState,
-    UTCDateTime,
 )
 from publisher.content.sanitize import (
     absolute_url,
@@ -28,7 +28,7 @@ from publisher.content.sanitize import (
     first_paragraph_text,
     sanitize_html,
 )
-from publisher.content.slugs import is_slug, slugify
+from publisher.content.slugs import is_slug, slugify, tag_slug
 from publisher.errors import InputError, NotFoundError
 
 CONTENT_VERSION = "content_version"
@@ -79,7 +79,7 @@ def normalize_tags(tags: Sequence[str]) -> list[str]:
     """Slugify, de-duplicate and keep the order of tags."""
     seen: dict[str, None] = {}
     for tag in tags:
-        slug = slugify(str(tag), max_length=60)
+        slug = tag_slug(str(tag))
         if str(tag).strip():
             seen.setdefault(slug, None)
     return list(seen)

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from publisher.content.models import UTCDateTime
+from publisher.columns import UTCDateTime
 from publisher.db import Base
 
 

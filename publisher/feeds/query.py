@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
-from publisher.content.models import PUBLISHED, Article, ArticleTag, UTCDateTime
+from publisher.columns import UTCDateTime
+from publisher.content.models import PUBLISHED, Article, ArticleTag
 from publisher.content.store import ArticleStore
 from publisher.feeds.model import Scope
 

@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 
 from publisher.clock import Clock, SystemClock
 from publisher.config import Settings
-from publisher.content.bidi import strip_bidi_controls
 from publisher.content.sanitize import clean_line
 from publisher.errors import ConfigError, InputError
 from publisher.render.digest import CompiledDigest
@@ -76,7 +75,7 @@ def _encoded_words(text: str) -> list[str]:
 
 def encode_phrase(text: str) -> str:
     """Encode a display name: as is, quoted, or as RFC 2047 words when it is not ASCII."""
-    text = strip_bidi_controls(clean_line(text))
+    text = clean_line(text)  # also drops bidi overrides
     if not text:
         return ""
     if _ASCII_PHRASE.fullmatch(text) and len(text) <= 70:
@@ -88,7 +87,7 @@ def encode_phrase(text: str) -> str:
 
 def encode_unstructured(text: str, *, name_length: int) -> str:
     """Encode an unstructured value (Subject), folded under 78 columns."""
-    text = strip_bidi_controls(clean_line(text))
+    text = clean_line(text)  # also drops bidi overrides
     if _PRINTABLE.fullmatch(text) and "=?" not in text:
         lines: list[str] = []
         line = ""

@@ -280,3 +280,32 @@ async def test_concurrent_subscribes_for_one_address_queue_one_confirmation(
     assert readers == 1
     assert kinds == ["confirmation"]
     assert web.handler.total() == 1
+
+
+async def test_serve_sends_notices_only_and_the_worker_every_kind(site: Site) -> None:
+    from publisher.delivery import notices as notice_queue
+    from publisher.delivery.editions import enqueue, open_edition
+    from publisher.delivery.models import TRANSACTIONAL
+    from publisher.delivery.worker import deliver
+    from tests.delivery_helpers import add_articles, add_pending_with_confirmations, add_subscribers
+
+    await add_articles(site, 2)
+    await add_subscribers(site, 3)
+    await add_pending_with_confirmations(site, 2, start=10)
+    now = site.clock.now()
+    await enqueue(site, await open_edition(site, "daily", now.date(), now), now)
+    handler = RecordingHandler()
+    async with smtp_server(handler) as port:
+        site.settings.mail.smtp_url = f"smtp://127.0.0.1:{port}"
+        first = await notice_queue.deliver_notices(site)
+        assert first is not None
+        assert sorted(handler.delivered) == ["reader10@example.net", "reader11@example.net"]
+        report = await deliver(site)  # what `publisher worker` runs: every kind
+    assert report.sent == 3
+    assert handler.total() == 5
+    async with transaction(site.engine) as session:
+        rows = (await session.execute(sa.select(OutboxRow.kind, OutboxRow.status))).all()
+    assert sorted((r.kind, r.status) for r in rows) == sorted(
+        [("digest", "sent")] * 3 + [("confirmation", "sent")] * 2
+    )
+    assert set(TRANSACTIONAL) == {"confirmation", "already_subscribed", "unsubscribed", "welcome"}

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from publisher.config import load_settings
 from publisher.db import transaction
-from publisher.delivery.editions import enqueue, open_edition
+from publisher.delivery.editions import current_edition_date, enqueue, open_edition
 from publisher.delivery.mailsink import MailSink
 from publisher.delivery.models import Edition, OutboxRow
 from publisher.delivery.outbox import Outbox
@@ -242,7 +242,9 @@ def test_dry_run_counts_equal_the_real_runs_after_a_partial_send(
 ) -> None:
     async def queue_then_add_a_reader(site: Site) -> None:
         now = site.clock.now()
-        edition = await open_edition(site, "daily", now.date(), now)
+        # The edition `digest send` opens: today in the site's zone, not in UTC.
+        today = current_edition_date(site, "daily", now)
+        edition = await open_edition(site, "daily", today, now)
         assert (await enqueue(site, edition, now)).queued == 3
         await add_subscribers(site, 1, start=9, created_at=now - timedelta(days=1))
 

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from publisher import planning
 from publisher.cli.context import CliContext, console, err_console, pass_cli, print_json, run
-from publisher.cli.digest import digest, next_digest
+from publisher.cli.digest import digest
 from publisher.content.models import Article
 from publisher.db import transaction
 from publisher.delivery import outbox as outbox_queries
@@ -33,16 +33,14 @@ from publisher.delivery.editions import (
     current_edition_date,
     enqueue,
     get_edition,
-    mail_domain,
     open_edition,
 )
 from publisher.delivery.models import (
     OUTBOX_STATUSES,
     Edition,
-    MailKind,
-    OutboxStatus,
 )
 from publisher.delivery.outbox import Outbox
+from publisher.delivery.testcopy import send_test_copy
 from publisher.delivery.worker import DeliveryReport, deliver
 from publisher.errors import DeliveryError, NotFoundError
 from publisher.render.digest import Digest, render_digest
@@ -231,36 +229,9 @@ async def _dry_run(site: Site, frequency: str) -> None:
 
 
 async def _send_test_copy(site: Site, frequency: str, to: str) -> None:
-    # What a new reader in the site language would get next (else a sample of the latest).
-    chosen = await next_digest(site, frequency=frequency)
-    if not chosen.articles:
-        raise NotFoundError("no published articles: nothing to send (add some first)")
-    now = site.clock.now()
-    local = current_edition_date(site, frequency, now)
-    payload = {
-        "language": site.settings.site.language,
-        "article_ids": [a.id for a in chosen.articles],
-        "more_count": chosen.more_count,
-        "sample": chosen.sample,
-        "frequency": frequency,
-        "edition_key": planning.period_key(frequency, local),
-        "edition_date": local.isoformat(),
-    }
-    async with transaction(site.engine) as session:
-        row_id = await outbox_queries.queue_test_copy(
-            session, to, payload, now, domain=mail_domain(site)
-        )
-    # The same worker as every other message, limited to test copies: a test copy
-    # never sends the queued digests along with it.
-    report = await deliver(site, kinds=(MailKind.TEST_COPY,), until_idle=True)
-    row = await outbox_queries.row_state(site, row_id)
-    if report.paused or row.status != OutboxStatus.SENT:
-        raise DeliveryError(
-            f"test copy to {to} not sent ({row.status}): {report.paused or row.response}"
-        )
+    articles = await send_test_copy(site, frequency, to)
     console.print(
-        f"sent one test copy of {len(chosen.articles)} article(s) to {to}; "
-        "no subscriber was touched",
+        f"sent one test copy of {articles} article(s) to {to}; no subscriber was touched",
         markup=False,
     )
 

@@ -16,6 +16,7 @@ from publisher.delivery.editions import get_edition
 from publisher.delivery.models import Edition, OutboxRow
 from publisher.delivery.outbox import last_errors, status_counts
 from publisher.delivery.preview import RenderedPreview, preview_reader, render_preview
+from publisher.delivery.testcopy import send_test_copy
 from publisher.errors import PublisherError
 from publisher.site import Site
 from publisher.web.admin.auth import PostsSends, Reading, client_ip, site_of
@@ -110,15 +111,6 @@ async def preview_html(request: Request, editor: Reading) -> Response:
             "X-Frame-Options": "SAMEORIGIN",
         },
     )
-
-
-async def send_test_copy(site: Site, frequency: str, to: str) -> None:
-    """Send one test copy exactly as `publisher digest send --to` does."""
-    # The command's own function: one path for test copies (it moves to the outbox
-    # with the delivery work; this call follows it).
-    from publisher.cli.sending import _send_test_copy
-
-    await _send_test_copy(site, frequency, to)
 
 
 @router.post("/digests/test")

@@ -13,7 +13,7 @@ from babel.core import get_global, get_locale_identifier, negotiate_locale, pars
 from babel.dates import format_date, format_time
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import PoFileError, read_po
-from babel.support import Translations
+from babel.support import Translations as Translations  # re-exported for type hints
 
 from publisher.errors import TemplateError
 from publisher.resources import locale_dir

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from publisher.config import Settings
-from publisher.render.i18n import og_locale, translations
+from publisher.render.i18n import Translations, og_locale, translations
 from publisher.resources import template_dirs
 
 HTML_TYPE = "text/html; charset=utf-8"
@@ -17,6 +17,9 @@ HTML_TYPE = "text/html; charset=utf-8"
 
 class PageRenderer:
     """Hold one Jinja environment per language; templates autoescape everything."""
+
+    #: The gettext catalog the pages speak.
+    domain = "web"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -36,11 +39,19 @@ class PageRenderer:
                 trim_blocks=True,
                 lstrip_blocks=True,
             )
-            env.install_gettext_translations(translations(language, "web"), newstyle=True)  # type: ignore[attr-defined]
+            env.install_gettext_translations(self.catalog(language), newstyle=True)  # type: ignore[attr-defined]
             env.globals["site"] = self.settings.site
-            env.globals["og_locale"] = og_locale
+            self.configure(env, language)
             self._environments[language] = env
         return env
+
+    def catalog(self, language: str) -> Translations:
+        """Return the translations the pages of ``language`` use."""
+        return translations(language, self.domain)
+
+    def configure(self, env: Environment, language: str) -> None:
+        """Add what this kind of page needs to a new environment."""
+        env.globals["og_locale"] = og_locale
 
     def render(self, name: str, context: dict[str, Any], language: str | None = None) -> str:
         """Render template ``name`` with ``context`` in ``language`` (the site's by default)."""

@@ -8,11 +8,17 @@ from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment
 
 from publisher.config import Settings
-from publisher.render.i18n import medium_datetime, normalize_language, translations
-from publisher.resources import template_dirs
+from publisher.render.i18n import (
+    Translations,
+    medium_datetime,
+    negotiate_language,
+    normalize_language,
+    translations,
+)
+from publisher.web.templating import PageRenderer
 
 LANGUAGES = ("id", "en")
 LANGUAGE_COOKIE = "publisher_admin_lang"
@@ -32,46 +38,25 @@ SECURITY_HEADERS = {
 }
 
 
-class AdminRenderer:
-    """One Jinja environment per language over templates/web, with the "admin" catalog."""
+class AdminRenderer(PageRenderer):
+    """The site's page renderer with the "admin" catalog and the editors' filters."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._loader = FileSystemLoader(
-            [str(path) for path in template_dirs(settings.site.templates_dir, "web")]
+    domain = "admin"
+
+    def catalog(self, language: str) -> Translations:
+        """Return the admin catalog (a site's own in templates_dir wins)."""
+        return translations(language, self.domain, self.settings.site.templates_dir)
+
+    def configure(self, env: Environment, language: str) -> None:
+        """Add the date and number filters the admin templates use."""
+        tz = self.settings.tz
+        env.filters["when"] = lambda moment: _when(moment, tz, language)
+        # Lists show many dates: a fixed numeric form costs far less than Babel's.
+        env.filters["stamp"] = lambda moment: (
+            "" if moment is None else moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
         )
-        self._environments: dict[str, Environment] = {}
-
-    def environment(self, language: str) -> Environment:
-        """Return the environment whose gettext speaks ``language``."""
-        env = self._environments.get(language)
-        if env is None:
-            env = Environment(
-                loader=self._loader,
-                autoescape=select_autoescape(default=True, default_for_string=True),
-                extensions=["jinja2.ext.i18n"],
-                trim_blocks=True,
-                lstrip_blocks=True,
-            )
-            catalog = translations(language, "admin", self.settings.site.templates_dir)
-            env.install_gettext_translations(catalog, newstyle=True)  # type: ignore[attr-defined]
-            env.globals["site"] = self.settings.site
-            tz = self.settings.tz
-            env.filters["when"] = lambda moment: _when(moment, tz, language)
-            # Lists show many dates: a fixed numeric form costs far less than Babel's.
-            env.filters["stamp"] = lambda moment: (
-                "" if moment is None else moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
-            )
-            env.filters["number"] = lambda value: f"{int(value):,}".replace(
-                ",", "." if language == "id" else ","
-            )
-            self._environments[language] = env
-        return env
-
-    def render(self, name: str, context: dict[str, Any], language: str) -> str:
-        """Render template ``name`` in ``language``."""
-        return (
-            self.environment(language).get_template(name).render({"language": language, **context})
+        env.filters["number"] = lambda value: f"{int(value):,}".replace(
+            ",", "." if language == "id" else ","
         )
 
 
@@ -84,12 +69,10 @@ def language_of(request: Request, settings: Settings) -> str:
     chosen = normalize_language(request.cookies.get(LANGUAGE_COOKIE, "")[:20])
     if chosen in LANGUAGES:
         return chosen
-    for part in request.headers.get("accept-language", "")[:200].split(","):
-        language = normalize_language(part.split(";")[0])
-        if language in LANGUAGES:
-            return language
     site_language = normalize_language(settings.site.language)
-    return site_language if site_language in LANGUAGES else "en"
+    default = site_language if site_language in LANGUAGES else "en"
+    # The admin ships the same languages as the site's pages (weights honoured).
+    return negotiate_language(request.headers.get("accept-language", ""), default)
 
 
 def page(

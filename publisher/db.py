@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,10 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -24,9 +27,13 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
-from publisher.errors import StoreError
+from publisher.errors import InputError, StoreError, UsageError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: How long a migration statement waits for a table lock on PostgreSQL before giving up.
+LOCK_TIMEOUT = 10.0
+#: PostgreSQL's SQLSTATE for "canceling statement due to lock timeout".
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
 class Base(DeclarativeBase):
@@ -116,16 +123,26 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def _alembic_config(url: str) -> AlembicConfig:
+def _alembic_config(url: str, version_dirs: Sequence[Path] = ()) -> AlembicConfig:
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
+    if version_dirs:
+        config.set_main_option("path_separator", "os")
+        locations = [MIGRATIONS_DIR / "versions", *version_dirs]
+        config.set_main_option(
+            "version_locations", os.pathsep.join(str(p) for p in locations).replace("%", "%%")
+        )
     return config
+
+
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_alembic_config("sqlite://"))
 
 
 def head_revision() -> str:
     """Return the newest migration's revision id."""
-    heads = ScriptDirectory.from_config(_alembic_config("sqlite://")).get_heads()
+    heads = _scripts().get_heads()
     if len(heads) != 1:
         raise StoreError(f"migrations have {len(heads)} heads, expected one: {heads}")
     return heads[0]
@@ -143,25 +160,125 @@ def current_revision(url: str) -> str | None:
         engine.dispose()
 
 
-def upgrade(url: str, revision: str = "head") -> str:
-    """Apply pending migrations up to ``revision`` (tests stop early); return the head."""
-    config = _alembic_config(url)
+class SchemaState(StrEnum):
+    """Where a database's schema stands against this release's migrations."""
+
+    CURRENT = "current"
+    BEHIND = "behind"  # migrations of this release are not applied yet (or no schema)
+    AHEAD = "ahead"  # at a revision this release does not know: a newer release migrated it
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """A database's revision, this release's head, and what upgrading would apply."""
+
+    current: str | None
+    head: str
+    state: SchemaState
+    pending: tuple[str, ...] = ()
+
+
+def schema_status(url: str) -> SchemaStatus:
+    """Compare the database's revision with this release's migrations (reads only)."""
+    return status_of(current_revision(url))
+
+
+def status_of(current: str | None) -> SchemaStatus:
+    """Place a database revision (None: no schema) against this release's migrations."""
+    head = head_revision()
+    if current == head:
+        return SchemaStatus(current, head, SchemaState.CURRENT)
+    scripts = _scripts()
+    if current is not None:
+        try:
+            scripts.get_revision(current)
+        except CommandError:
+            return SchemaStatus(current, head, SchemaState.AHEAD)
+    lower = current or "base"
+    pending = [script.revision for script in scripts.iterate_revisions(head, lower)]
+    return SchemaStatus(current, head, SchemaState.BEHIND, tuple(reversed(pending)))
+
+
+def upgrade(
+    url: str,
+    revision: str = "head",
+    *,
+    lock_timeout: float = LOCK_TIMEOUT,
+    version_dirs: Sequence[Path] = (),
+) -> str:
+    """Apply pending migrations up to ``revision`` (tests stop early); return the head.
+
+    On PostgreSQL each statement waits at most ``lock_timeout`` seconds for a table lock:
+    an ALTER TABLE queued behind a long transaction would otherwise stall every worker
+    and web request behind it, and `db upgrade` itself would hang. ``version_dirs`` adds
+    migration folders beside Publisher's own (tests rehearse a newer release's migration).
+    """
+    config = _alembic_config(url, version_dirs)
     engine = create_sync_engine(url)
     try:
-        with engine.begin() as connection:
+        with engine.connect() as connection:
+            if not is_sqlite(url):
+                milliseconds = max(1, int(lock_timeout * 1000))
+                connection.execute(sa.text(f"SET lock_timeout = {milliseconds}"))
+                # A session setting: it outlives this transaction. Alembic then opens one
+                # transaction per migration (an index built CONCURRENTLY needs none).
+                connection.commit()
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+            statement = " ".join(str(exc.statement or "").split())[:80]
+            raise StoreError(
+                f"database {_redacted(url)}: migration gave up after waiting {lock_timeout:g} s "
+                f"for a lock ({statement}): a long transaction holds the table; nothing of "
+                "this migration was applied, run `publisher db upgrade` again"
+            ) from exc
+        raise StoreError(f"database {_redacted(url)}: migration failed: {error_line(exc)}") from exc
     except SQLAlchemyError as exc:
         raise StoreError(f"database {_redacted(url)}: migration failed: {error_line(exc)}") from exc
+    except CommandError as exc:
+        raise StoreError(f"database {_redacted(url)}: migration failed: {exc}") from exc
     finally:
         engine.dispose()
     return head_revision()
 
 
 def ensure_schema(url: str) -> None:
-    """Upgrade the database if it is behind the code (the "automatic on first use" path)."""
-    if current_revision(url) != head_revision():
+    """Upgrade the database if it is behind the code (the "automatic on first use" path).
+
+    A database *ahead* of the code is left alone: during a rolling upgrade the new
+    release migrates first (expand only), and the old release keeps running on it.
+    """
+    if schema_status(url).state is SchemaState.BEHIND:
         upgrade(url)
+
+
+def backup_sqlite(url: str, target: Path) -> None:
+    """Copy a SQLite database to ``target`` while it is in use (VACUUM INTO, one snapshot)."""
+    if sqlite_path(url) is None:
+        raise UsageError(
+            f"database {_redacted(url)}: `publisher db backup` copies SQLite databases; "
+            "back up PostgreSQL with pg_dump -Fc (see docs/operations.md)"
+        )
+    if not target.parent.is_dir():
+        raise InputError(f"{target}: the folder {target.parent} does not exist")
+    # The copy holds every reader's address: private from its first byte. VACUUM INTO
+    # accepts an empty file, so create one with our mode and no race for the name.
+    try:
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError as exc:
+        raise InputError(f"{target}: already exists; choose a new file name") from exc
+    except OSError as exc:
+        raise InputError(f"{target}: cannot create: {exc.strerror}") from exc
+    engine = create_sync_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("VACUUM INTO :target"), {"target": str(target)})
+    except SQLAlchemyError as exc:
+        target.unlink(missing_ok=True)
+        raise StoreError(f"database {_redacted(url)}: backup failed: {error_line(exc)}") from exc
+    finally:
+        engine.dispose()
 
 
 def error_line(exc: SQLAlchemyError) -> str:

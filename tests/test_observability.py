@@ -115,6 +115,12 @@ async def test_readyz_follows_the_database_and_migrations(
     behind = await client.get("/readyz")
     assert behind.status_code == 503
     assert behind.json()["migrations"] == "behind"
+    # A newer release migrated (expand only): this one keeps serving until replaced.
+    async with transaction(site.engine) as session:
+        await session.execute(sa.text("UPDATE alembic_version SET version_num = '0099_newer'"))
+    ahead = await client.get("/readyz")
+    assert ahead.status_code == 200, ahead.text
+    assert ahead.json()["migrations"] == "ahead"
 
 
 async def test_readyz_answers_503_when_the_database_is_unreachable(site: Site) -> None:

@@ -74,23 +74,25 @@ async def _revision(site: Site) -> str | None:
 
 @router.get("/readyz", include_in_schema=False)
 async def readyz(request: Request) -> JSONResponse:
-    """Answer 200 when the database answers and its schema is the code's; else 503."""
+    """Answer 200 when the database answers and the code can run on its schema; else 503.
+
+    A schema *ahead* of the code is ready: during a rolling upgrade the new release
+    migrates first (expand only) and this one keeps serving until it is replaced.
+    """
     site: Site = request.app.state.site
-    head = getattr(request.app.state, "head_revision", None)
-    if head is None:
-        try:
-            head = request.app.state.head_revision = await asyncio.to_thread(db.head_revision)
-        except PublisherError as exc:
-            return JSONResponse({"status": "error", "migrations": str(exc)}, 503, NO_STORE)
     try:
         current = await asyncio.wait_for(_revision(site), READY_TIMEOUT)
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         detail = f"unreachable ({type(exc).__name__})"
         return JSONResponse({"status": "error", "database": detail}, 503, NO_STORE)
-    body: dict[str, Any] = {"database": "ok", "revision": current, "head": head}
-    if current != head:
+    try:
+        schema = await asyncio.to_thread(db.status_of, current)
+    except PublisherError as exc:
+        return JSONResponse({"status": "error", "migrations": str(exc)}, 503, NO_STORE)
+    body: dict[str, Any] = {"database": "ok", "revision": current, "head": schema.head}
+    if schema.state is db.SchemaState.BEHIND:
         return JSONResponse({"status": "error", "migrations": "behind", **body}, 503, NO_STORE)
-    return JSONResponse({"status": "ok", **body}, 200, NO_STORE)
+    return JSONResponse({"status": "ok", "migrations": schema.state.value, **body}, 200, NO_STORE)
 
 
 class RequestMetrics:

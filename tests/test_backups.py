@@ -92,7 +92,7 @@ async def test_sqlite_online_backup_while_a_writer_runs_then_restore(
         made = cli(site_dir, "db", "backup", str(by_publisher))
         assert made.exit_code == 0, made.stderr
         assert writer.poll() is None, "the import ended before the backups: nothing was proven"
-        out, err = writer.communicate(timeout=300)
+        _, err = writer.communicate(timeout=300)
     finally:
         if writer.poll() is None:
             writer.kill()

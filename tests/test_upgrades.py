@@ -47,6 +47,8 @@ def upgrade() -> None:
     op.add_column("outbox", sa.Column("relay_note", sa.String(200), nullable=True))
     if op.get_bind().dialect.name == "postgresql":
         with op.get_context().autocommit_block():
+            # An earlier run stopped by the lock timeout may have left it INVALID.
+            op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_outbox_relay_note")
             op.create_index(
                 "ix_outbox_relay_note", "outbox", ["relay_note"], postgresql_concurrently=True
             )

@@ -21,9 +21,15 @@ from publisher.delivery.compose import Composer
 from publisher.delivery.editions import resume_enqueues
 from publisher.delivery.models import CANCELLED, FAILED, RETRYING, SENT, MailKind
 from publisher.delivery.outbox import Job, Outbox, Outcome
-from publisher.delivery.ratelimit import RateLimiter
+from publisher.delivery.ratelimit import RateLimiter, relay_scope
 from publisher.delivery.retry import RetryPolicy
-from publisher.delivery.smtp import Reply, ServerUnavailable, SmtpConnection, SmtpPool
+from publisher.delivery.smtp import (
+    Pacer,
+    Reply,
+    ServerUnavailable,
+    SmtpConnection,
+    SmtpPool,
+)
 from publisher.errors import LockedError, PublisherError
 from publisher.site import Site
 
@@ -219,6 +225,8 @@ class _Run:
             per_hour=mail.rate_per_hour,
             stop=stop,
         )
+        #: Each relay's rate_per_second, shared with every worker through the database.
+        self.relay_limiters: dict[str, RateLimiter] = {}
         self.progress = progress
         self.queue: asyncio.Queue[Job | None] = asyncio.Queue()
         self.held: list[Job] = []
@@ -227,6 +235,22 @@ class _Run:
         self.pauses = 0
         #: Connections holding a message (sending it or waiting for its result).
         self.busy = 0
+
+    def relay_pacer(self, relay: str, rate: float) -> Pacer:
+        """Return the shared pacer of one relay (one limiter per relay per run)."""
+        limiter = self.relay_limiters.get(relay)
+        if limiter is None:
+            # No stop event: a message whose session is open waits out the window
+            # (at most max(1 s, 1/rate)) rather than exceed the relay's rate.
+            limiter = RateLimiter(
+                self.site.engine,
+                self.site.clock,
+                per_second=rate,
+                per_hour=0,
+                scope=relay_scope(relay),
+            )
+            self.relay_limiters[relay] = limiter
+        return limiter.acquire
 
     async def sender_loop(self, connection: SmtpConnection, recorder: _Recorder) -> None:
         previous: list[asyncio.Future[None] | None] = [None]
@@ -406,6 +430,8 @@ async def deliver(
             report.finished += await run.outbox.finish_editions(site.clock.now())
     finally:
         await run.limiter.release()
+        for limiter in run.relay_limiters.values():
+            await limiter.release()
         await run.outbox.unregister()
         report.elapsed = time.monotonic() - report.started
     return report
@@ -424,7 +450,7 @@ async def _register(run: _Run) -> None:
 
 
 async def _deliver_once(run: _Run, until_idle: bool, linger: timedelta) -> None:
-    pool = SmtpPool(run.site.settings.mail)
+    pool = SmtpPool(run.site.settings.mail, pacer_for=run.relay_pacer)
     recorder = _Recorder(run.outbox, run.report, run.progress, lambda: run.busy)
     senders = [asyncio.create_task(run.sender_loop(c, recorder)) for c in pool.connections]
     try:

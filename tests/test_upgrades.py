@@ -231,7 +231,8 @@ async def test_worker_keeps_sending_while_a_newer_release_expands_the_schema(
             )
         return int(count or 0)
 
-    handler = RecordingHandler(data_delay=0.01)
+    # 10+ s of sending at the least, so the migration surely lands in the middle.
+    handler = RecordingHandler(data_delay=0.015)
     async with smtp_server(handler) as port:
         env = dict(
             os.environ,

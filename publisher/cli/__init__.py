@@ -30,6 +30,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "doctor": ("publisher.cli.doctor",),
     "users": ("publisher.cli.users",),
     "tokens": ("publisher.cli.tokens",),
+    "announcements": ("publisher.cli.announcements",),
 }
 
 

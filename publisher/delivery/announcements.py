@@ -222,6 +222,11 @@ async def page(site: Site, limit: int, before_id: int | None = None) -> list[Ann
         return list(await session.scalars(query))
 
 
+def audience_of(found: Announcement) -> Audience:
+    """Return the stored audience of an announcement."""
+    return Audience.from_json(found.audience)
+
+
 async def audience_size(site: Site, chosen: Audience) -> int:
     """Count the readers an announcement to ``chosen`` would reach if sent now."""
     async with transaction(site.engine) as session:
@@ -244,6 +249,7 @@ async def send(
     Now: every recipient is written to the outbox at once (the worker delivers them).
     Local: the zones whose time has come are written at once, the rest by the ticks.
     """
+    await sync_finished(site)
     now = site.clock.now()
     send_date: date | None = None
     send_time = ""
@@ -277,6 +283,7 @@ async def send(
 
 async def cancel(site: Site, announcement_id: int) -> Announcement:
     """Cancel a draft or a scheduled announcement before any of it was queued."""
+    await sync_finished(site)
     async with transaction(site.engine) as session:
         found = await session.get(Announcement, announcement_id, with_for_update=True)
         if found is None:

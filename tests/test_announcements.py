@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from publisher import db
 from publisher.clock import FrozenClock
-from publisher.delivery import announcements
+from publisher.delivery import announcements, outbox
 from publisher.delivery.announcements import AnnouncementInput, parse_audience
 from publisher.delivery.mailsink import MailSink
 from publisher.delivery.models import (
@@ -117,7 +117,8 @@ async def test_worker_delivers_to_the_chosen_audience_only_exactly_once(
 
     message = parsed(sink.messages[0].path)
     assert message["Subject"] == "Kabar Test kini punya aplikasi"
-    assert message["List-Unsubscribe"] and message["List-Unsubscribe-Post"]
+    assert message["List-Unsubscribe"]
+    assert message["List-Unsubscribe-Post"]
     assert "<announcement.news.example.org>" in message["List-Id"]
     assert message["Content-Language"] == "id"
     text = text_part(sink.messages[0].path)
@@ -194,7 +195,7 @@ async def test_a_send_cut_short_is_finished_by_the_next_worker(
         await add_reader(mailing, f"r{n}@example.org", WIB)
     created = await announcements.create(mailing, draft(), "ed@x.org")
     calls = 0
-    real = announcements.outbox.queue_announcements
+    real = outbox.queue_announcements
 
     async def dies_after_first_batch(*args: object, **kwargs: object) -> None:
         nonlocal calls
@@ -204,11 +205,11 @@ async def test_a_send_cut_short_is_finished_by_the_next_worker(
         await real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(announcements, "BATCH_SIZE", 2)
-    monkeypatch.setattr(announcements.outbox, "queue_announcements", dies_after_first_batch)
+    monkeypatch.setattr(outbox, "queue_announcements", dies_after_first_batch)
     with pytest.raises(RuntimeError, match="killed"):
         await announcements.send(mailing, created.id)
     assert len(await _outbox(mailing)) == 2
-    monkeypatch.setattr(announcements.outbox, "queue_announcements", real)
+    monkeypatch.setattr(outbox, "queue_announcements", real)
     await deliver(mailing, until_idle=True)
     assert recipients(sink) == {f"r{n}@example.org": 1 for n in range(5)}
     assert (await announcements.get(mailing, created.id)).status == AnnouncementStatus.SENT
@@ -245,7 +246,7 @@ async def test_hostile_subjects_and_bodies_are_refused_or_defused(
         return AnnouncementInput(subject, body, "id", parse_audience())
 
     for subject in ("Halo\r\nBcc: victim@example.org", "Halo\nX-Evil: 1", "Halo\rX"):
-        with pytest.raises(InputError, match="^subject: line breaks are not allowed"):
+        with pytest.raises(InputError, match=r"^subject: line breaks are not allowed"):
             await announcements.create(site, hostile(subject), "ed@x.org")
     with pytest.raises(InputError, match="at most 200"):
         await announcements.create(site, hostile("x" * 201), "ed@x.org")
@@ -306,5 +307,5 @@ async def test_hostile_subjects_and_bodies_are_refused_or_defused(
 
 
 async def test_tick_rule_is_on_quarter_hours(site: Site) -> None:
-    assert TICK == timedelta(minutes=15)
+    assert timedelta(minutes=15) == TICK
     assert announcements.check_time("07:45").minute == 45

@@ -91,7 +91,8 @@ def test_bad_input_is_one_line(
         capsys, site_dir, "announcements", "create", "--subject", "S", "--body", tmp_path / "no"
     )
     assert missing.exit_code == 2
-    assert len(missing.error_lines) == 1 and "No such file" in missing.error_lines[0]
+    assert len(missing.error_lines) == 1
+    assert "No such file" in missing.error_lines[0]
     when = cli(capsys, site_dir, "announcements", "send", "1", "--at", "tomorrow")
     assert when.error_lines == ["error: --at: 'tomorrow' is not YYYY-MM-DD HH:MM"]
     unknown = cli(capsys, site_dir, "announcements", "send", "99")

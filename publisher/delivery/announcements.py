@@ -108,7 +108,10 @@ def body_html(site: Site, body_markdown: str) -> str:
         raise InputError(
             f"body_markdown: at most {MAX_BODY:,} characters ({len(body_markdown):,} given)"
         )
-    return sanitize_html(render_markdown(body_markdown), site.settings.site.base_url)
+    try:
+        return sanitize_html(render_markdown(body_markdown), site.settings.site.base_url)
+    except InputError as exc:
+        raise InputError(f"body_markdown: {exc}") from exc
 
 
 def content_of(site: Site, found: Announcement, *, public: bool = False) -> AnnouncementContent:

@@ -107,12 +107,13 @@ async def test_bad_and_hostile_input_is_422_with_the_field(api: Api) -> None:
         assert where in errors_at(response), (data, response.text)
     made = await api.post("/api/v1/announcements", announcement())
     number = made.json()["id"]
-    for data, where in [
+    sends: list[tuple[dict[str, object], tuple[str, ...]]] = [
         ({"send_date": "2026-11-26"}, ("body", "send_at")),
         ({"send_date": "2026-11-26", "send_time": "07:10"}, ("body", "send_time")),
         ({"send_date": "2020-01-01", "send_time": "07:00"}, ("body", "send_at")),
         ({"send_time": "7am", "send_date": "2026-11-26"}, ("body", "send_time")),
-    ]:
+    ]
+    for data, where in sends:
         response = await api.post(f"/api/v1/announcements/{number}/send", data)
         assert where in errors_at(response), (data, response.text)
     bad_test = await api.post(f"/api/v1/announcements/{number}/test", {"email": "not an address"})

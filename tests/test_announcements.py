@@ -309,3 +309,66 @@ async def test_hostile_subjects_and_bodies_are_refused_or_defused(
 async def test_tick_rule_is_on_quarter_hours(site: Site) -> None:
     assert timedelta(minutes=15) == TICK
     assert announcements.check_time("07:45").minute == 45
+
+
+async def test_a_sent_announcement_is_in_the_public_archive_without_reader_data(
+    mailing: Site, sink: MailSink, clock: FrozenClock
+) -> None:
+    import httpx
+
+    from publisher.web.app import create_app
+
+    clock.set(at(25, 1))
+    await add_reader(mailing, "siti@example.org", WIB)
+    created = await announcements.create(mailing, draft(), "ed@x.org")
+    waiting = await announcements.create(mailing, draft(), "ed@x.org")
+    await announcements.send(mailing, waiting.id, at_local=(date(2026, 11, 27), "09:00"))
+    app = create_app(mailing)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://x") as http:
+            path = f"/digests/announcement-{created.id}/id"
+            assert (await http.get(path)).status_code == 404  # a draft is not public
+            await announcements.send(mailing, created.id)
+            await deliver(mailing, until_idle=True)
+            page = await http.get(path)
+            assert page.status_code == 200
+            assert "<strong>aplikasi</strong>" in page.text
+            assert "siti@example.org" not in page.text
+            assert "/unsubscribe/" not in page.text
+            listing = await http.get("/digests/")
+            assert f"announcement-{created.id}/id" in listing.text
+            assert f"announcement-{waiting.id}" not in listing.text
+            for hostile in (
+                f"/digests/announcement-{created.id}/en",
+                f"/digests/announcement-{waiting.id}/id",
+                "/digests/announcement-0/id",
+                "/digests/announcement-" + "9" * 40 + "/id",
+                "/digests/announcement-x/id",
+            ):
+                assert (await http.get(hostile)).status_code == 404, hostile
+
+
+async def test_two_schedulers_writing_at_once_queue_each_reader_once(
+    site: Site, clock: FrozenClock, site_dir: Path
+) -> None:
+    import asyncio
+
+    from publisher.config import load_settings
+
+    clock.set(at(24, 23))
+    for n in range(40):
+        await add_reader(site, f"r{n}@example.org", (WIB, WITA, WIT)[n % 3])
+    created = await announcements.create(site, draft(), "ed@x.org")
+    await announcements.send(site, created.id, at_local=(date(2026, 11, 25), "09:00"))
+    other = Site.from_settings(load_settings(site_dir / "publisher.toml"), clock=clock)
+    try:
+        for moment in (at(25, 0), at(25, 1), at(25, 2), at(25, 21, 15)):
+            await asyncio.gather(
+                announcements.run_due(site, moment), announcements.run_due(other, moment)
+            )
+    finally:
+        await other.aclose()
+    rows = await _outbox(site)
+    assert len(rows) == 40
+    assert len({r.subscriber_id for r in rows}) == 40

@@ -30,7 +30,14 @@ from publisher.planning import TICK
 from publisher.scheduling import run_tick
 from publisher.site import Site
 from subscribers import suppression
-from tests.scheduling_helpers import add_reader, parsed, recipients, text_part, tick_through
+from tests.scheduling_helpers import (
+    add_reader,
+    move_reader,
+    parsed,
+    recipients,
+    text_part,
+    tick_through,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -156,6 +163,7 @@ async def test_local_time_send_reaches_each_zone_at_its_own_time(
     await add_reader(mailing, "wib@example.org", WIB)
     await add_reader(mailing, "wita@example.org", WITA)
     await add_reader(mailing, "wit@example.org", WIT)
+    await add_reader(mailing, "london@example.org", "Europe/London")
     created = await announcements.create(mailing, draft(), "ed@x.org")
     scheduled = await announcements.send(
         mailing, created.id, at_local=(date(2026, 11, 25), "09:00")
@@ -169,7 +177,11 @@ async def test_local_time_send_reaches_each_zone_at_its_own_time(
         "wita@example.org": [at(25, 1)],
         "wib@example.org": [at(25, 2)],
     }
-    assert (await announcements.get(mailing, created.id)).status == AnnouncementStatus.SCHEDULED
+    stored = await announcements.get(mailing, created.id)
+    assert stored.status == AnnouncementStatus.SCHEDULED
+    assert sorted(stored.zones_queued) == sorted([WIB, WITA, WIT])
+    # A reader of a zone still to come moves into one already done: the last pass has them.
+    await move_reader(mailing, "london@example.org", WIB)
     # A restart, a repeated tick, a second scheduler at the same instant: nobody twice.
     await run_tick(mailing, now=at(25, 2))
     await run_tick(mailing, now=at(25, 2))
@@ -181,6 +193,7 @@ async def test_local_time_send_reaches_each_zone_at_its_own_time(
         "wib@example.org": 1,
         "wita@example.org": 1,
         "wit@example.org": 1,
+        "london@example.org": 1,
     }
     async with db.transaction(mailing.engine) as session:
         editions = list(await session.scalars(sa.select(Edition)))

@@ -15,6 +15,7 @@ announcement is "sending"; when its edition is done it is "sent".
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -179,6 +180,7 @@ async def create(site: Site, data: AnnouncementInput, author: str) -> Announceme
             status=AnnouncementStatus.DRAFT,
             send_mode=SendMode.NOW,
             send_time="",
+            zones_queued=[],
             author=author[:320],
             created_at=now,
             updated_at=now,
@@ -341,12 +343,22 @@ async def advance(site: Site, found: Announcement, now: datetime) -> str:
         assert found.send_date is not None
         moment = check_time(found.send_time)
         if now < planning.announcement_everywhere_at(found.send_date, moment):
+            done = set(_zone_list(found.zones_queued))
             zones = planning.announcement_zones_due(
-                found.send_date, moment, await _zones_in_use(site), now
+                found.send_date, moment, await _zones_in_use(site) - done, now
             )
             if not zones:
                 return ""
             queued = await _enqueue(site, found, now, zones)
+            # Remembered so later ticks read only the readers of zones due since; anyone
+            # who moved into a zone already done is caught by the last pass.
+            found.zones_queued = sorted(done | zones)
+            async with transaction(site.engine) as session:
+                await session.execute(
+                    sa.update(Announcement)
+                    .where(Announcement.id == found.id)
+                    .values(zones_queued=found.zones_queued, updated_at=now)
+                )
             return f"announcement {found.id} [{', '.join(sorted(zones))}]: {queued} queued"
         async with transaction(site.engine) as session:
             await session.execute(
@@ -368,6 +380,12 @@ async def advance(site: Site, found: Announcement, now: datetime) -> str:
         )
     found.enqueued_at = now
     return f"announcement {found.id}: {queued} queued"
+
+
+def _zone_list(value: Any) -> list[str]:
+    if isinstance(value, str):  # some drivers hand JSON back as text
+        value = json.loads(value)
+    return [str(z) for z in value or []]
 
 
 async def _zones_in_use(site: Site) -> set[str]:

@@ -200,6 +200,8 @@ class Announcement(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # When the send was asked for: readers confirmed before it are the audience.
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Local-time sends: the zones already written, so a tick rereads only new zones' readers.
+    zones_queued: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
     # Set once every recipient is in the outbox; "sending" without it is resumed.
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

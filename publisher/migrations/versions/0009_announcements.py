@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime, nullable=False),
         sa.Column("updated_at", sa.DateTime, nullable=False),
         sa.Column("queued_at", sa.DateTime, nullable=True),
+        sa.Column("zones_queued", sa.JSON, nullable=False),
         sa.Column("enqueued_at", sa.DateTime, nullable=True),
         sa.Column("sent_at", sa.DateTime, nullable=True),
         sa.Column(

@@ -10,16 +10,11 @@ from pathlib import Path
 
 import click
 
-from publisher import db
 from publisher.cli.context import CliContext, console, pass_cli
-from publisher.config import (
-    DEFAULT_CONFIG,
-    load_settings,
-    settings_from_mapping,
-    validate_timezone,
-)
 from publisher.errors import UsageError
-from publisher.render.i18n import available_languages, normalize_language
+
+# Each command imports what its own work needs inside its function, so the command
+# list, the help and the other commands load none of it (docs/development.md, "Start-up time").
 
 CONFIG_TEMPLATE = """\
 # Publisher configuration. Every setting is listed in docs/configuration.md.
@@ -123,6 +118,13 @@ def write_config(
     directory: Path, *, title: str, base_url: str, language: str, timezone: str
 ) -> Path:
     """Write publisher.toml into ``directory`` (refusing to overwrite) and return its path."""
+    from publisher.config import (
+        DEFAULT_CONFIG,
+        settings_from_mapping,
+        validate_timezone,
+    )
+    from publisher.render.i18n import available_languages, normalize_language
+
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / DEFAULT_CONFIG
     if path.exists():
@@ -176,6 +178,9 @@ def init_site(
     timezone: str = "Asia/Jakarta",
 ) -> Path:
     """Create a site folder: the config file and a migrated database."""
+    from publisher import db
+    from publisher.config import load_settings
+
     path = write_config(
         directory, title=title, base_url=base_url, language=language, timezone=timezone
     )
@@ -195,6 +200,8 @@ def init(
     cli: CliContext, directory: Path, title: str, base_url: str, language: str, timezone: str
 ) -> None:
     """Create publisher.toml and the database in DIRECTORY."""
+    from publisher.config import load_settings
+
     path = init_site(
         directory, title=title, base_url=base_url, language=language, timezone=timezone
     )

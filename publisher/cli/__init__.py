@@ -43,7 +43,7 @@ COMMAND_HELP: dict[str, str] = {
     "digest": "Preview, send and inspect email digests.",
     "doctor": "Check the configuration, file permissions, database, relay, DKIM, SPF and DMARC.",
     "feed": "Build the RSS, Atom and JSON feeds.",
-    "init": "Create publisher.toml and the database in DIRECTORY.",
+    "init": "Create publisher.toml, the database and posts/ with a first article in DIRECTORY.",
     "mailsink": "Receive mail on HOST:PORT and save each message as an .eml file in DIR.",
     "schedule": "Send each reader's digest at their own local send time.",
     "serve": "Serve the feeds and article pages over HTTP until interrupted.",

@@ -37,11 +37,28 @@ DEMO_CLOCK_OFFSET = timedelta(hours=2)
 @pass_cli
 def demo(cli: CliContext, directory: Path | None, no_serve: bool, host: str, port: int) -> None:
     """Import the samples, build the feeds, send a digest to the mail sink, serve the site."""
+    if directory is None:
+        directory = Path(tempfile.mkdtemp(prefix="publisher-demo-"))
+        try:
+            _demo(directory, no_serve, host, port)
+        finally:
+            # A temporary site is kept (its mail, feeds and database are worth a look)
+            # but never silently: say where it is and how to remove it.
+            console.print(
+                f"the demo site stays in {directory}: `rm -rf {directory}` removes it; "
+                f"`publisher demo --dir {directory}` reuses it",
+                markup=False,
+            )
+        return
+    _demo(directory, no_serve, host, port)
+
+
+def _demo(directory: Path, no_serve: bool, host: str, port: int) -> None:
     from publisher.cli.init import init_site
     from publisher.config import DEFAULT_CONFIG, load_settings
+    from publisher.site import Site
     from publisher.web.server import serve
 
-    directory = directory or Path(tempfile.mkdtemp(prefix="publisher-demo-"))
     config = directory / DEFAULT_CONFIG
     if config.exists():
         console.print(f"using the demo site in {directory}", markup=False)
@@ -60,8 +77,6 @@ def demo(cli: CliContext, directory: Path | None, no_serve: bool, host: str, por
         # Mail goes to the built-in sink, wherever publisher.toml points.
         settings.mail.smtp_url = f"smtp://127.0.0.1:{sink_port}"
         console.print(f"mail sink listening on 127.0.0.1:{sink_port}, saving to {mail_dir}")
-        from publisher.site import Site
-
         site = Site.from_settings(settings)
         run(site, lambda site: _main_job(site, directory))
         if no_serve:

@@ -94,9 +94,14 @@ def main() -> None:
     pythons = [Path(p) for p in (args.python or [sys.executable])]
     env = dict(os.environ, COLUMNS="100")
     env.pop("PUBLISHER_CONFIG", None)
+    # Users' Python caches compiled modules; without it (PYTHONDONTWRITEBYTECODE, set on
+    # some CI machines) every run recompiles Publisher's own modules. The cache goes to
+    # the temporary folder, so no checkout is written to.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     # (python, label) -> that figure's runs
     results: dict[tuple[Path, str], list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="publisher-startup-") as tmp:
+        env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         site = Path(tmp) / "site"
         subprocess.run(
             [str(pythons[0].parent / "publisher"), "demo", "--dir", str(site), "--no-serve"],

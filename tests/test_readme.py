@@ -12,6 +12,7 @@ sink), and `make install` runs as `make -n install` in the checkout (the venv ex
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -245,3 +246,27 @@ def test_init_leaves_an_existing_posts_folder_alone(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in posts.iterdir()) == ["mine.md"]
     assert "welcome.md" not in done.stdout
+
+
+def test_welcome_post_keeps_a_hostile_title_intact(tmp_path: Path) -> None:
+    """The title lands in YAML front matter: quotes, a newline and '---' stay text."""
+    title = 'Kabar "Baru"\n---\n{title}: #1'
+    site = tmp_path / "site"
+    env = {**os.environ, "COLUMNS": "200"}
+    for args in (
+        ["init", str(site), "--title", title, "--language", "en"],
+        ["--config", str(site / "publisher.toml"), "articles", "add", str(site / "posts")],
+        ["--config", str(site / "publisher.toml"), "articles", "list", "--json"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "publisher", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    [article] = json.loads(done.stdout)
+    # Titles are stored with their whitespace collapsed; nothing became front matter.
+    assert article["title"] == "Welcome to " + " ".join(title.split())

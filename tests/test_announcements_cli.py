@@ -97,3 +97,10 @@ def test_bad_input_is_one_line(
     assert when.error_lines == ["error: --at: 'tomorrow' is not YYYY-MM-DD HH:MM"]
     unknown = cli(capsys, site_dir, "announcements", "send", "99")
     assert unknown.error_lines == ["error: no announcement 99"]
+
+
+def test_the_cli_body_limit_is_the_stores() -> None:
+    from publisher.cli import announcements as command
+    from publisher.delivery import announcements
+
+    assert command.MAX_BODY == announcements.MAX_BODY

@@ -37,6 +37,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
 #: single command module. tests/test_cli_startup.py checks each line equals the command's
 #: own docstring line, so the two cannot drift.
 COMMAND_HELP: dict[str, str] = {
+    "announcements": "Write and send one-off emails to chosen readers.",
     "articles": "Manage articles in the content store.",
     "bounces": "Handle bounce and complaint reports.",
     "db": "Manage the database schema.",

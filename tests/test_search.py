@@ -88,6 +88,7 @@ async def add_articles(site: Site) -> None:
                     title=title,
                     body_html="<p>Isi.</p>",
                     language="id",
+                    tags=["ekonomi"] if number % 2 else ["budaya"],
                     draft=number == 4,
                     published_at=None if number == 4 else START + timedelta(days=number),
                 ),
@@ -142,6 +143,10 @@ async def test_words_and_prefixes_match_whatever_the_case_and_accents(site: Site
     assert await titles(site, "harga") == [TITLES[4]]
     assert await titles(site, "harga", status="published") == []
     assert await titles(site, "n") == [TITLES[4], TITLES[5]]
+    # Tags combine with the words, drafts included.
+    assert await titles(site, "di", tag="ekonomi") == [TITLES[1]]
+    assert await titles(site, "n", tag="budaya") == [TITLES[4]]
+    assert await titles(site, "n", tag="budaya", status="draft") == [TITLES[4]]
 
 
 async def test_index_follows_edits_and_deletes(site: Site) -> None:

@@ -50,7 +50,9 @@ async def page(
     """
     if wanted.text is not None:
         TitleQuery.parse(wanted.text)  # fail before any query runs
-    if wanted.status is None and (wanted.tag is not None or wanted.author_slug is not None):
+        # A search walks the title index's order; a tag is then one key probe per row,
+        # which spares asking the full-text index once per status.
+    elif wanted.status is None and (wanted.tag is not None or wanted.author_slug is not None):
         found: list[Article] = []
         for status in (DRAFT, PUBLISHED):
             found.extend(await _page(session, replace(wanted, status=status), limit, after))
@@ -70,7 +72,7 @@ async def _page(
 ) -> list[Article]:
     title = TitleQuery.parse(wanted.text) if wanted.text is not None else None
     sqlite = search.is_sqlite_session(session)
-    if wanted.tag is not None:
+    if wanted.tag is not None and title is None:
         base = (
             sa.select(Article)
             .join(ArticleTag, ArticleTag.article_id == Article.id)
@@ -94,11 +96,9 @@ async def _page(
         # The FTS5 index gives the matching ids once; "+ 0" keeps SQLite walking the date
         # index in list order and probing that set, instead of sorting every match.
         base = base.where((ident + 0).in_(search.sqlite_matches(title)))
-    elif title is not None and wanted.tag is not None:
+    if title is not None and wanted.tag is not None:
         base = base.where(
-            Article.id.in_(
-                sa.select(ArticleSearch.article_id).where(search.postgres_condition(title))
-            )
+            sa.exists().where(ArticleTag.article_id == Article.id, ArticleTag.tag == wanted.tag)
         )
     if wanted.author_slug is not None:
         base = base.where(Article.author_slug == wanted.author_slug)

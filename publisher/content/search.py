@@ -113,7 +113,8 @@ async def index_article(session: AsyncSession, article: Article, *, fresh: bool 
 
 def _tsvector(words: list[str]) -> sa.ColumnElement[object]:
     # Built from the words as they are: no parser, no stemming, no stop words.
-    return sa.func.array_to_tsvector(sa.cast(words, postgresql.ARRAY(sa.Text)))
+    unique = list(dict.fromkeys(words))
+    return sa.func.array_to_tsvector(sa.cast(unique, postgresql.ARRAY(sa.Text)))
 
 
 def rebuild(connection: sa.Connection, batch: int = 5000) -> int:

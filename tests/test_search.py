@@ -27,6 +27,7 @@ from publisher.content.search import (
 from publisher.content.store import ArticleDraft, ArticleStore
 from publisher.db import transaction
 from publisher.site import Site
+from publisher.web.admin.paging import article_cursor, encode_article_cursor
 from publisher.web.server import running
 from subscribers import repository
 from subscribers.models import Subscriber, SubscriberTopic
@@ -113,6 +114,16 @@ def test_title_words_fold_case_and_accents() -> None:
     assert title_words("   ") == []
     assert title_words("a_b") == ["a", "b"]
     assert title_words("x" * 500) == ["x" * 60]
+
+
+def test_admin_article_cursor_round_trips_and_refuses_junk() -> None:
+    when = datetime(2026, 11, 25, 7, 30, 1, 5, tzinfo=UTC)
+    assert article_cursor(encode_article_cursor((when, 42))) == (when, 42)
+    assert article_cursor(encode_article_cursor((None, 7))) == (None, 7)
+    old = datetime(1969, 7, 20, 20, 17, tzinfo=UTC)
+    assert article_cursor(encode_article_cursor((old, 3))) == (old, 3)
+    for junk in ("", "x", "1@", "@5", "1@2@3", "9" * 19, "1@" + "9" * 18, "1@-" + "9" * 18):
+        assert article_cursor(junk) is None, junk
 
 
 def test_query_limits_name_the_problem() -> None:
@@ -231,6 +242,11 @@ async def test_admin_search_shows_the_error_line(site: Site, admin: AdminClient)
     too_long = admin.get("/admin/articles", params={"q": "a" * 5000})
     assert too_long.status_code == 422
     assert "search text is 5000 characters long; at most 200" in too_long.text
+    # The next page starts after the cursor of the last row shown, search kept.
+    after = encode_article_cursor((START + timedelta(days=2), 3))
+    second = admin.get("/admin/articles", params={"q": "di", "after": after})
+    assert "Café Énergie" in second.text
+    assert "Banjir rob" not in second.text
     assert admin.get("/admin/articles", params={"after": "1@99999999999999999"}).status_code == 200
     assert admin.get("/admin/articles", params={"after": "x@y"}).status_code == 200
 

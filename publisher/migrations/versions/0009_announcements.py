@@ -1,7 +1,7 @@
 """Announcements: an editor's one-off emails, sent through the editions and the outbox.
 
 Revision ID: 0009_announcements
-Revises: 0006_ratelimits
+Revises: 0007_search
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_announcements"
-down_revision = "0006_ratelimits"
+down_revision = "0007_search"
 branch_labels = None
 depends_on = None
 

@@ -313,3 +313,9 @@ async def test_worker_keeps_sending_while_a_newer_release_expands_the_schema(
     assert columns == 1
     assert valid is True
     assert db.current_revision(url) == NEWER
+
+
+def test_the_cli_default_lock_timeout_is_the_runners() -> None:
+    from publisher.cli import database
+
+    assert database.LOCK_TIMEOUT == db.LOCK_TIMEOUT

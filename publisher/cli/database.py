@@ -5,13 +5,19 @@ from __future__ import annotations
 import sys
 from enum import IntEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from publisher import db
 from publisher.cli.context import CliContext, console, pass_cli
-from publisher.config import load_settings
-from publisher.errors import StoreError
+
+if TYPE_CHECKING:
+    from publisher.db import SchemaStatus
+
+# Each command imports what its own work needs inside its function, so the command
+# list, the help and the other commands load none of it (docs/development.md, "Start-up time").
+#: `db upgrade --lock-timeout`'s default (publisher.db.LOCK_TIMEOUT, not imported for help).
+LOCK_TIMEOUT = 10.0
 
 
 class CheckExit(IntEnum):
@@ -39,13 +45,17 @@ def db_group() -> None:
 @click.option(
     "--lock-timeout",
     type=click.FloatRange(min=0.1, max=3600),
-    default=db.LOCK_TIMEOUT,
+    default=LOCK_TIMEOUT,
     show_default=True,
     help="PostgreSQL: seconds a migration waits for a table lock before giving up.",
 )
 @pass_cli
 def upgrade(cli: CliContext, check: bool, lock_timeout: float) -> None:
     """Apply every pending migration."""
+    from publisher import db
+    from publisher.config import load_settings
+    from publisher.errors import StoreError
+
     settings = load_settings(cli.config_path)
     url = settings.database.url
     if check:
@@ -61,6 +71,9 @@ def upgrade(cli: CliContext, check: bool, lock_timeout: float) -> None:
 
 
 def _check(url: str) -> CheckExit:
+    from publisher import db
+    from publisher.errors import StoreError
+
     try:
         status = db.schema_status(url)
     except StoreError as exc:
@@ -77,7 +90,7 @@ def _check(url: str) -> CheckExit:
     return CheckExit.CURRENT
 
 
-def _ahead_line(status: db.SchemaStatus) -> str:
+def _ahead_line(status: SchemaStatus) -> str:
     return (
         f"database at {status.current}, which this release does not know (its newest is "
         f"{status.head}): a newer release migrated it; upgrade Publisher, never downgrade "
@@ -90,6 +103,9 @@ def _ahead_line(status: db.SchemaStatus) -> str:
 @pass_cli
 def backup(cli: CliContext, path: Path) -> None:
     """Copy the SQLite database to PATH while the site runs (PostgreSQL: use pg_dump)."""
+    from publisher import db
+    from publisher.config import load_settings
+
     settings = load_settings(cli.config_path)
     db.backup_sqlite(settings.database.url, path)
     console.print(f"database copied to {path}")

@@ -303,6 +303,7 @@ def _open_sqlite(path: Path, *, busy_ms: int) -> sqlite3.Connection:
 #: The subscriber status each kind of mail still makes sense for when it is claimed.
 _WANTS_STATUS: dict[str, str] = {
     MailKind.DIGEST: ACTIVE,
+    MailKind.ANNOUNCEMENT: ACTIVE,
     MailKind.WELCOME: ACTIVE,
     MailKind.ALREADY_SUBSCRIBED: ACTIVE,
     MailKind.CONFIRMATION: PENDING,
@@ -885,3 +886,21 @@ async def queue_test_copy(
     session.add(row)
     await session.flush()
     return row.id
+
+
+async def queue_announcements(
+    session: AsyncSession, rows: list[dict[str, Any]], now: datetime
+) -> None:
+    """Queue one announcement's copies (edition_id, variant_id, subscriber_id, email,
+    message_id per row), skipping readers who already have theirs."""
+    defaults = {
+        "kind": MailKind.ANNOUNCEMENT,
+        "status": QUEUED,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "claimed_by": "",
+        "smtp_response": "",
+    }
+    await session.execute(
+        _insert_ignoring_duplicates(session), [{**defaults, **row} for row in rows]
+    )

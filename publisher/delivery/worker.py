@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from publisher import metrics
+from publisher.delivery import announcements
 from publisher.delivery.compose import Composer
 from publisher.delivery.editions import resume_enqueues
 from publisher.delivery.models import CANCELLED, FAILED, RETRYING, SENT, MailKind
@@ -411,6 +412,9 @@ async def deliver(
         if not kinds or MailKind.DIGEST in kinds:
             for queued in await resume_enqueues(site):
                 report.enqueued += queued.queued
+        if not kinds or MailKind.ANNOUNCEMENT in kinds:
+            # An announcement send cut short by a crash: write the rest of its readers.
+            await announcements.run_due(site, site.clock.now())
         report.recovered += await run.outbox.recover(site.clock.now())
         while True:
             await _deliver_once(run, until_idle, linger)

@@ -151,6 +151,9 @@ def apply_options(draft: ArticleDraft, options: ImportOptions) -> ArticleDraft:
         changes["draft"] = options.draft
     if options.image_url:
         changes["image_url"] = options.image_url
+    if options.publish_at is not None:
+        changes["publish_at"] = options.publish_at
+        changes["draft"] = True
     return replace(draft, **changes)  # type: ignore[arg-type]
 
 

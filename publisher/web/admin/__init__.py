@@ -15,6 +15,7 @@ from publisher.web.admin import (
     auth,
     dashboard,
     digests,
+    profile,
     static,
     subscribers,
 )
@@ -75,6 +76,6 @@ def create_admin_app(site: Site) -> FastAPI:
             )
         return response
 
-    for module in (auth, static, dashboard, articles, subscribers, digests, accounts):
+    for module in (auth, static, dashboard, articles, subscribers, digests, accounts, profile):
         app.include_router(module.router)
     return app

@@ -15,6 +15,7 @@ from publisher.web.admin import (
     auth,
     dashboard,
     digests,
+    importing,
     profile,
     static,
     subscribers,
@@ -76,6 +77,16 @@ def create_admin_app(site: Site) -> FastAPI:
             )
         return response
 
-    for module in (auth, static, dashboard, articles, subscribers, digests, accounts, profile):
+    for module in (
+        auth,
+        static,
+        dashboard,
+        importing,  # before articles: /articles/import is not an article's slug
+        articles,
+        subscribers,
+        digests,
+        accounts,
+        profile,
+    ):
         app.include_router(module.router)
     return app

@@ -272,6 +272,9 @@ async def edit_article(slug: str, request: Request, editor: Reading) -> Response
     site = site_of(request)
     article = await _load(site, slug)
     notice = "saved" if request.query_params.get("saved") else ""
+    imported = request.query_params.get("imported", "")
+    if imported in ("created", "updated", "unchanged"):
+        notice = f"imported-{imported}"
     return _editor_page(
         request, editor, _form_values(site, article), article=article, notice=notice
     )

@@ -18,6 +18,7 @@ from publisher.web.admin import (
     importing,
     profile,
     static,
+    subscriber_import,
     subscribers,
 )
 from publisher.web.admin.rendering import (
@@ -83,6 +84,7 @@ def create_admin_app(site: Site) -> FastAPI:
         dashboard,
         importing,  # before articles: /articles/import is not an article's slug
         articles,
+        subscriber_import,
         subscribers,
         digests,
         accounts,

@@ -234,3 +234,92 @@ def test_a_viewer_cannot_change_anything(browser: Any, served: tuple[str, Path, 
         assert page.request.get(f"{base}/admin/users", max_redirects=0).status == 403
     finally:
         context.close()
+
+
+@pytest.fixture
+def worker(
+    served: tuple[str, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, Path, Path]]:
+    """Run `publisher worker` beside the server, slowed to 40 messages a second."""
+    _base, config, _mail = served
+    env = _env()
+    # Slow enough that the page shows the send under way before it is finished.
+    env["PUBLISHER_MAIL__RATE_PER_SECOND"] = "40"
+    log = (tmp_path / "worker.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "publisher", "--config", str(config), "worker"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield served
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+READERS = 200
+
+
+def test_watch_an_edition_finish(browser: Any, worker: tuple[str, Path, Path]) -> None:
+    base, config, mail_dir = worker
+    readers = config.parent / "readers.csv"
+    readers.write_text(
+        "email,name,language,timezone\n"
+        + "".join(f"pembaca{n}@example.org,Pembaca {n},id,Asia/Jakarta\n" for n in range(READERS)),
+        encoding="utf-8",
+    )
+    imported = _publisher(config, "subscribers", "import", str(readers), "--confirmed")
+    assert imported.returncode == 0, imported.stderr
+    story = config.parent / "kabar.md"
+    story.write_text(
+        "---\ntitle: Pelabuhan Sorong diperluas\n---\nDermaga baru dibuka pekan ini.\n",
+        encoding="utf-8",
+    )
+    added = _publisher(config, "articles", "add", str(story))
+    assert added.returncode == 0, added.stderr
+    context = browser.new_context(locale="en-US", viewport={"width": 375, "height": 800})
+    page = context.new_page()
+    try:
+        _log_in(page, base, "redaksi@example.org")
+        page.goto(f"{base}/admin/digests")
+        page.select_option("#send-frequency", "daily")
+        with page.expect_navigation(
+            url=lambda url: "/admin/digests/editions/daily:" in url, timeout=120_000
+        ):
+            page.click("button:has-text('Send to every reader now')")
+        # The progress panel refreshes itself (htmx): record what it shows until "done".
+        seen: list[str] = []
+
+        def finished() -> bool:
+            text = str(page.inner_text("#progress"))
+            if not seen or seen[-1] != text:
+                seen.append(text)
+            return text.split(" ", 1)[0] == "done"
+
+        _wait_for(finished, "the edition to finish", timeout=180)
+        assert any(not snapshot.startswith("done") for snapshot in seen), seen
+        final = seen[-1]
+        assert "100% done" in final, final
+        assert f"sent\t{READERS}" in final.replace(" ", "\t") or f"sent {READERS}" in final, final
+        # Every reader's copy reached the sink through the worker, once.
+        delivered = _wait_for(
+            lambda: (found := sorted(mail_dir.glob("*.eml"))) and len(found) >= READERS and found,
+            "every message in the sink",
+        )
+        assert len(delivered) == READERS
+        recipients = {
+            email.message_from_bytes(p.read_bytes(), policy=email.policy.default)["To"]
+            for p in delivered
+        }
+        assert len(recipients) == READERS
+        # 375 px wide: the page does not scroll sideways.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    finally:
+        context.close()

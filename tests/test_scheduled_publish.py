@@ -255,3 +255,53 @@ def test_cli_add_publish_at(site_dir: Path, capsys: pytest.CaptureFixture[str]) 
     )
     assert past.exit_code == 2
     assert "--publish-at: 2001-01-01 has passed" in past.stderr
+
+
+async def test_api_schedules_keeps_and_ends_a_schedule(site: Site, clock: FrozenClock) -> None:
+    from publisher.web.app import create_app
+    from tests.test_api import BASE, make_keys
+
+    clock.set(at(24, 1))
+    keys = await make_keys(site)
+    app = create_app(site)
+    transport = httpx.ASGITransport(app=app, client=("192.0.2.10", 40000))
+    headers = {"Authorization": f"Bearer {keys['editor']}"}
+    body = {"title": "Rapat DPRD besok pagi", "body_markdown": "Agenda rapat.", "lang": "id"}
+    async with httpx.AsyncClient(transport=transport, base_url=BASE, headers=headers) as api:
+        made = await api.post(
+            "/api/v1/articles", json={**body, "publish_at": "2026-11-24T10:00:00+07:00"}
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["status"] == "draft"  # a schedule implies a draft
+        assert made.json()["publish_at"].startswith("2026-11-24T03:00:00")
+        slug = made.json()["slug"]
+        refused = await api.post(
+            "/api/v1/articles",
+            json={
+                **body,
+                "title": "Lain",
+                "status": "published",
+                "publish_at": "2026-11-25T00:00Z",
+            },
+        )
+        assert refused.status_code == 422
+        assert refused.json()["detail"][0]["loc"] == ["body", "publish_at"]
+        past = await api.post(
+            "/api/v1/articles", json={**body, "title": "Lampau", "publish_at": "2026-11-23T00:00Z"}
+        )
+        assert "that time has passed" in past.json()["detail"][0]["msg"]
+        # Another change keeps the schedule; the list shows it.
+        changed = await api.patch(f"/api/v1/articles/{slug}", json={"summary": "Ringkas."})
+        assert changed.json()["publish_at"].startswith("2026-11-24T03:00:00")
+        listed = await api.get("/api/v1/articles", params={"status": "draft"})
+        assert [a["publish_at"] is not None for a in listed.json()["items"]] == [True]
+        # Publishing now ends it.
+        published = await api.post(f"/api/v1/articles/{slug}/publish")
+        assert published.json()["status"] == "published"
+        assert published.json()["publish_at"] is None
+        # Scheduling a published article takes it off the site until then.
+        again = await api.patch(
+            f"/api/v1/articles/{slug}", json={"publish_at": "2026-11-26T00:00:00Z"}
+        )
+        assert again.status_code == 200, again.text
+        assert (again.json()["status"], again.json()["publish_at"][:10]) == ("draft", "2026-11-26")

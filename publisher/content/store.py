@@ -8,7 +8,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -147,7 +147,9 @@ class ArticleStore:
             "status": DRAFT if draft.draft else PUBLISHED,
             "published_at": draft.published_at,
             # Only a draft waits for a time; publishing (or unscheduling) clears it.
-            "publish_at": draft.publish_at if draft.draft else None,
+            "publish_at": (
+                draft.publish_at.astimezone(UTC) if draft.draft and draft.publish_at else None
+            ),
         }
         existing = await self._match(draft, slug)
         if existing is not None and not draft.slug.strip():

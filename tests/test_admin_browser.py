@@ -240,11 +240,11 @@ def test_a_viewer_cannot_change_anything(browser: Any, served: tuple[str, Path, 
 def worker(
     served: tuple[str, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[str, Path, Path]]:
-    """Run `publisher worker` beside the server, slowed to 40 messages a second."""
+    """Run `publisher worker` beside the server, slowed to 5 messages a second."""
     _base, config, _mail = served
     env = _env()
     # Slow enough that the page shows the send under way before it is finished.
-    env["PUBLISHER_MAIL__RATE_PER_SECOND"] = "40"
+    env["PUBLISHER_MAIL__RATE_PER_SECOND"] = "5"
     log = (tmp_path / "worker.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "publisher", "--config", str(config), "worker"],
@@ -264,7 +264,7 @@ def worker(
         log.close()
 
 
-READERS = 200
+READERS = 100
 
 
 def test_watch_an_edition_finish(browser: Any, worker: tuple[str, Path, Path]) -> None:

@@ -75,7 +75,7 @@ async def test_upload_markdown_html_and_pasted_text(editor: AdminClient, people:
     article = await stored(people, "kapal-pinisi-berlayar-ke-ambon")
     assert article.status == "draft"
     assert set(article.tags) == {"laut", "impor"}
-    assert "Imported as a draft" in editor.get(location).text
+    assert "Imported as a draft" in editor.get(location, headers={"Accept-Language": "en"}).text
     again = send(editor, {"tags": "impor"}, ("pinisi.md", markdown, "text/markdown"))
     assert again.headers["location"].endswith("?imported=unchanged")  # type: ignore[attr-defined]
 

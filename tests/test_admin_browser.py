@@ -290,10 +290,18 @@ def test_watch_an_edition_finish(browser: Any, worker: tuple[str, Path, Path]) -
         _log_in(page, base, "redaksi@example.org")
         page.goto(f"{base}/admin/digests")
         page.select_option("#send-frequency", "daily")
-        with page.expect_navigation(
-            url=lambda url: "/admin/digests/editions/daily:" in url, timeout=120_000
-        ):
-            page.click("button:has-text('Send to every reader now')")
+        # By keyboard: a click by coordinates can land on the test-copy button if the
+        # preview above is still settling; the keyboard also proves the form usable without.
+        page.locator("form[action='/admin/digests/send'] button[type=submit]").press("Enter")
+        try:
+            page.wait_for_url("**/admin/digests/editions/daily:*", timeout=120_000)
+        except Exception as exc:
+            logs = config.parent.parent
+            raise AssertionError(
+                f"no edition page: at {page.url}\n{page.content()[-1500:]}\n"
+                f"serve.log: {(logs / 'serve.log').read_text(errors='replace')[-3000:]}\n"
+                f"worker.log: {(logs / 'worker.log').read_text(errors='replace')[-3000:]}"
+            ) from exc
         # The progress panel refreshes itself (htmx): record what it shows until "done".
         seen: list[str] = []
 

@@ -305,3 +305,33 @@ async def test_api_schedules_keeps_and_ends_a_schedule(site: Site, clock: Frozen
         )
         assert again.status_code == 200, again.text
         assert (again.json()["status"], again.json()["publish_at"][:10]) == ("draft", "2026-11-26")
+
+
+async def test_server_cache_learns_of_a_schedule_its_own_request_announced(
+    site: Site, clock: FrozenClock
+) -> None:
+    import asyncio
+
+    from publisher.web.cache import ContentCache
+
+    clock.set(at(24, 1))
+    cache = ContentCache(site, poll_interval=0.05)
+    await cache.start()
+    try:
+        slug = await schedule(site, "Lampu lalu lintas baru di Makassar", at(24, 2))
+        async with db.transaction(site.engine) as session:
+            version = await ArticleStore(session, site.settings.site.base_url).version()
+        # An API request moves this process's version itself, before the poll sees it.
+        cache.check(version)
+        deadline = time.monotonic() + 30
+        while cache.next_publish is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert cache.next_publish == at(24, 2)
+        clock.set(at(24, 2))
+        # Published, and the cache has read that nothing else is due.
+        while cache.next_publish is not None and time.monotonic() < deadline + 30:
+            await asyncio.sleep(0.05)
+        assert cache.next_publish is None
+        assert (await article(site, slug)).published_at == at(24, 2)
+    finally:
+        await cache.stop()

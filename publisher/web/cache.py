@@ -95,6 +95,7 @@ class ContentCache:
         self._listeners: list[Callable[[int], None]] = []
         #: When the next scheduled draft is due (None: nothing scheduled).
         self.next_publish: datetime | None = None
+        self._schedule_stale = False
 
     def on_change(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(version)`` whenever the content version moves after start."""
@@ -143,12 +144,14 @@ class ContentCache:
             try:
                 await self.publish_due()
                 version = await self.read_version()
-                if version != self.version:
+                self.check(version)
+                if self._schedule_stale:
+                    # Any change (here, by a request's check(), or elsewhere) may have
+                    # scheduled an article: learn the next due time again.
+                    self._schedule_stale = False
                     await self._read_next_publish()
             except Exception:  # keep serving what we have while the database is away
                 log.exception("cannot read the content version")
-                continue
-            self.check(version)
 
     def check(self, version: int) -> bool:
         """Drop everything if ``version`` differs from the one cached; tell whether it did."""
@@ -156,6 +159,7 @@ class ContentCache:
             return False
         self.version = version
         self.invalidate()
+        self._schedule_stale = True
         for listener in self._listeners:
             listener(version)
         return True

@@ -331,3 +331,26 @@ def test_watch_an_edition_finish(browser: Any, worker: tuple[str, Path, Path]) -
         assert page.evaluate("document.documentElement.scrollWidth") <= 375
     finally:
         context.close()
+
+
+def test_import_and_account_pages_fit_a_phone(browser: Any, served: tuple[str, Path, Path]) -> None:
+    base, _config, _mail = served
+    context = browser.new_context(locale="id-ID", viewport={"width": 375, "height": 800})
+    page = context.new_page()
+    try:
+        # In Indonesian this time (_log_in waits for the English heading).
+        page.goto(f"{base}/admin/")
+        page.fill("input[name=email]", "redaksi@example.org")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("form button[type=submit]")
+        page.wait_for_selector("h1")
+        for path in ("/admin/articles/import", "/admin/subscribers/import", "/admin/account"):
+            page.goto(f"{base}{path}")
+            assert page.evaluate("document.documentElement.scrollWidth") <= 375, path
+        # The set-up page shows a long key and otpauth link: they wrap instead of widening it.
+        page.locator("form[action='/admin/account/totp/setup'] button").press("Enter")
+        page.wait_for_selector("#totp-uri")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        assert page.text_content("#totp-uri").startswith("otpauth://totp/")
+    finally:
+        context.close()

@@ -1,7 +1,7 @@
 """Articles scheduled to be published at a given time.
 
 Revision ID: 0008_publish_at
-Revises: 0006_ratelimits
+Revises: 0007_search
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_publish_at"
-down_revision = "0006_ratelimits"
+down_revision = "0007_search"
 branch_labels = None
 depends_on = None
 
@@ -25,5 +25,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_articles_publish_at", "articles")
-    with op.batch_alter_table("articles") as batch:
-        batch.drop_column("publish_at")
+    # Not batch mode: recreating the table would drop 0007's search triggers on it.
+    op.drop_column("articles", "publish_at")

@@ -32,6 +32,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from publisher import db, metrics, planning
 from publisher.config import Settings
 from publisher.content.models import PUBLISHED, Article
+from publisher.content.publishing import publish_due
 from publisher.delivery import announcements, outbox
 from publisher.delivery.editions import DEFAULT_WINDOW, EnqueueReport, enqueue, open_edition
 from publisher.delivery.worker import DeliveryReport, deliver
@@ -98,6 +99,8 @@ class TickReport:
 
     now: datetime
     groups: list[GroupResult] = field(default_factory=list)
+    #: Slugs of scheduled drafts this tick published.
+    published: list[str] = field(default_factory=list)
     delivery: DeliveryReport | None = None
     note: str = ""
     #: One line per announcement that had readers written this tick.
@@ -117,6 +120,8 @@ class TickReport:
                 )
                 for result in self.groups
             )
+        if self.published:
+            due += f"; published {', '.join(self.published)}"
         if self.announcements:
             due += "; " + "; ".join(self.announcements)
         if self.delivery is not None:
@@ -193,6 +198,8 @@ async def run_tick(
     """
     now = now or site.clock.now()
     report = TickReport(now=now)
+    # First, so a draft scheduled before a zone's send time is in that zone's digest.
+    report.published = await publish_due(site.engine, site.settings.site.base_url, now)
     zones: dict[str, set[str]] = {}
     stored: dict[tuple[str, str], set[str]] = {}
     for frequency, stored_zone, effective, _count in await _zone_rows(site):

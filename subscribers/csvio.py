@@ -92,7 +92,8 @@ def _escape(value: object) -> str:
     return text
 
 
-def _check_header(header: list[str], source: str) -> list[str]:
+def check_header(header: list[str], source: str) -> list[str]:
+    """Return the header's column names, or raise InvalidInput naming ``source:1``."""
     names = [name.strip().lower().lstrip("\ufeff") for name in header]
     if "email" not in names:
         raise InvalidInput(f"{source}:1: header must name an email column ({','.join(COLUMNS)})")
@@ -238,11 +239,13 @@ async def import_csv(
     languages: Iterable[str] = prefs.LANGUAGES,
     batch_size: int = BATCH_SIZE,
     on_error: Callable[[RowError], None] | None = None,
+    on_batch: Callable[[ImportReport], None] | None = None,
 ) -> ImportReport:
     """Import subscribers from CSV text, one transaction per batch; never unsuppress anyone.
 
     Existing addresses get their preferences updated; with ``confirmed`` new and pending
     rows become active (consent source "import"); suppressed addresses are skipped.
+    ``on_batch`` sees the running report after each committed batch (progress).
     """
     allowed = tuple(languages)
     consent = Consent(
@@ -273,6 +276,8 @@ async def import_csv(
                 continue
             report.created, report.updated = snapshot.created, snapshot.updated
             report.unchanged, report.suppressed = snapshot.unchanged, snapshot.suppressed
+            if on_batch is not None:
+                on_batch(report)
             return
 
     reader = csv.reader(stream, strict=False)
@@ -283,7 +288,7 @@ async def import_csv(
         raise InvalidInput(f"{source}: empty file; expected a header line") from None
     except csv.Error as exc:
         raise InvalidInput(f"{source}:1: {exc}") from None
-    names = _check_header(header, source)
+    names = check_header(header, source)
     batch: list[_Row] = []
     end = reader.line_num
     while True:

@@ -198,6 +198,69 @@ async def disable_totp(
     )
 
 
+async def confirm_totp(
+    session: AsyncSession,
+    user: User,
+    secret: str,
+    code: str,
+    now: datetime,
+    *,
+    actor: str,
+    source: str = "",
+) -> bool:
+    """Turn on a second factor with ``secret`` once ``code`` proves the app has it; audit it.
+
+    The step of the confirming code counts as used: it cannot log in a second time.
+    """
+    step = totp.matching_step(secret, code, now, 0)
+    if step is None:
+        return False
+    user.totp_secret = secret
+    user.totp_last_step = step
+    await audit.record(
+        session, actor=actor, action="user.totp_on", target=user.email, source=source, at=now
+    )
+    return True
+
+
+async def turn_off_totp(
+    session: AsyncSession,
+    user: User,
+    password: str,
+    code: str,
+    now: datetime,
+    *,
+    ip: str = "",
+    policy: throttle.ThrottlePolicy = throttle.DEFAULT_POLICY,
+) -> bool:
+    """Remove a user's second factor if their password and a fresh code check out.
+
+    Throttled like a login (Throttled when locked out): a session left open on a shared
+    computer must not be enough to guess its way to turning the factor off.
+    """
+    key = lookup_key(user.email)
+    await throttle.check(session, key, ip, now, policy)
+    ok = await asyncio.to_thread(passwords.verify_password, user.password_hash, password)
+    step = (
+        totp.matching_step(user.totp_secret, code, now, user.totp_last_step)
+        if ok and user.totp_secret
+        else None
+    )
+    if step is None:
+        await throttle.record_failure(session, key, ip, now, policy)
+        await audit.record(
+            session,
+            actor=user.email,
+            action="user.totp_off_failed",
+            target=user.email,
+            source=ip,
+            at=now,
+        )
+        return False
+    await disable_totp(session, user, now, actor=user.email, source=ip)
+    return True
+
+
 async def log_in(
     session: AsyncSession,
     email: str,

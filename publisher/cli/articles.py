@@ -44,6 +44,11 @@ def _report(outcome: ImportOutcome) -> None:
 @click.option("--published-at", default=None, help="Publication time, ISO 8601.")
 @click.option("--image", "image_url", default="", help="Lead image URL.")
 @click.option("--draft", is_flag=True, help="Store as drafts, not published.")
+@click.option(
+    "--publish-at",
+    default=None,
+    help="Keep as drafts and publish at this time, ISO 8601 (site time zone when naive).",
+)
 @pass_cli
 def add(
     cli: CliContext,
@@ -54,6 +59,7 @@ def add(
     published_at: str | None,
     image_url: str,
     draft: bool,
+    publish_at: str | None,
 ) -> None:
     """Import articles from files, folders or URLs; each file in its own transaction."""
     from publisher.http import is_url
@@ -73,6 +79,14 @@ def add(
             when = to_utc(published_at, site.settings.tz, "--published-at")
         except InputError as exc:
             raise UsageError(str(exc)) from None
+    scheduled: datetime | None = None
+    if publish_at:
+        try:
+            scheduled = to_utc(publish_at, site.settings.tz, "--publish-at")
+        except InputError as exc:
+            raise UsageError(str(exc)) from None
+        if scheduled <= site.clock.now():
+            raise UsageError(f"--publish-at: {publish_at} has passed; leave it out to publish now")
     options = ImportOptions(
         language=lang or site.settings.site.language,
         tz=site.settings.tz,
@@ -81,6 +95,7 @@ def add(
         published_at=when,
         draft=True if draft else None,
         image_url=image_url,
+        publish_at=scheduled,
     )
 
     async def work(site: Site) -> int:
@@ -190,6 +205,7 @@ def show(cli: CliContext, slug: str, as_json: bool) -> None:
         "guid",
         "status",
         "published_at",
+        "publish_at",
         "updated_at",
         "author",
         "language",

@@ -49,6 +49,8 @@ class ArticleInput:
     image_url: str = ""
     image_caption: str = ""
     image_credit: str = ""
+    #: Keep the article a draft until this time, then publish it (status must be draft).
+    publish_at: datetime | None = None
 
 
 def parse_tags(text: str) -> list[str]:
@@ -87,7 +89,19 @@ def check(article: ArticleInput) -> list[tuple[str, str]]:
             problems.append((name, f"at most {MAX_LINE} characters"))
     if article.published_at is not None and article.published_at.tzinfo is None:
         problems.append(("published_at", "needs a time zone"))
+    if article.publish_at is not None:
+        if article.publish_at.tzinfo is None:
+            problems.append(("publish_at", "needs a time zone"))
+        elif article.status is not ArticleStatus.DRAFT:
+            problems.append(("publish_at", "only a draft is published at a time; choose draft"))
     return problems
+
+
+def check_schedule(article: ArticleInput, now: datetime) -> list[tuple[str, str]]:
+    """Return a problem when the publication time has already passed."""
+    if article.publish_at is not None and article.publish_at.tzinfo and article.publish_at <= now:
+        return [("publish_at", "that time has passed; publish now instead")]
+    return []
 
 
 def to_draft(article: ArticleInput, *, slug: str, origin: str) -> ArticleDraft:
@@ -108,6 +122,7 @@ def to_draft(article: ArticleInput, *, slug: str, origin: str) -> ArticleDraft:
         origin=origin,
         draft=article.status is ArticleStatus.DRAFT,
         published_at=article.published_at,
+        publish_at=article.publish_at,
     )
 
 
@@ -125,7 +140,7 @@ async def free_slug(store: ArticleStore, title: str) -> str:
 
 async def create(store: ArticleStore, article: ArticleInput, now: datetime) -> UpsertResult:
     """Store a new article under a slug of its own (never overwriting another one)."""
-    problems = check(article)
+    problems = check(article) + check_schedule(article, now)
     if problems:
         raise InputError("; ".join(f"{name}: {message}" for name, message in problems))
     slug = await free_slug(store, article.title)
@@ -136,7 +151,7 @@ async def update(
     store: ArticleStore, slug: str, article: ArticleInput, now: datetime
 ) -> UpsertResult:
     """Replace an existing article's fields; its slug, guid and links stay."""
-    problems = check(article)
+    problems = check(article) + check_schedule(article, now)
     if problems:
         raise InputError("; ".join(f"{name}: {message}" for name, message in problems))
     existing = await store.require(slug)

@@ -50,6 +50,9 @@ class Article(Base):
     extra: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     status: Mapped[str] = mapped_column(sa.String(20), default=DRAFT)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A draft with a publish_at is scheduled: the store publishes it once the time comes
+    # (ArticleStore.publish_due); until then it is a draft everywhere readers look.
+    publish_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     content_hash: Mapped[str] = mapped_column(sa.String(64))
@@ -64,6 +67,7 @@ class Article(Base):
         sa.Index("ix_articles_origin", "origin"),
         # `articles list` shows drafts too, newest first.
         sa.Index("ix_articles_published", "published_at", "id"),
+        sa.Index("ix_articles_publish_at", "publish_at"),
     )
 
     @property

@@ -8,7 +8,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -70,6 +70,8 @@ class ArticleDraft:
     draft: bool = False
     published_at: datetime | None = None
     updated_at: datetime | None = None
+    #: For a draft: when the store is to publish it (None: not scheduled).
+    publish_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,10 @@ class ArticleStore:
             "extra": draft.extra,
             "status": DRAFT if draft.draft else PUBLISHED,
             "published_at": draft.published_at,
+            # Only a draft waits for a time; publishing (or unscheduling) clears it.
+            "publish_at": (
+                draft.publish_at.astimezone(UTC) if draft.draft and draft.publish_at else None
+            ),
         }
         existing = await self._match(draft, slug)
         if existing is not None and not draft.slug.strip():
@@ -228,6 +234,43 @@ class ArticleStore:
                     for tag in article.tags
                 ],
             )
+
+    async def next_publish_at(self) -> datetime | None:
+        """Return the earliest time a scheduled draft is due (read from its index)."""
+        found: datetime | None = await self.session.scalar(
+            sa.select(sa.func.min(Article.publish_at))
+        )
+        return found
+
+    async def publish_due(self, now: datetime) -> list[Article]:
+        """Publish every scheduled draft whose time has come, dated at its scheduled time.
+
+        The article is a draft until this runs (no feed, page or digest sees it); it
+        then reads as published at ``publish_at``, so a late run dates it as an on-time
+        one would have. Safe to run from several processes at once: a second run finds
+        nothing due, or writes the same values.
+        """
+        due = list(
+            await self.session.scalars(
+                sa.select(Article)
+                .where(Article.publish_at <= sa.literal(now, UTCDateTime()))
+                .order_by(Article.publish_at, Article.id)
+            )
+        )
+        for article in due:
+            when = article.publish_at
+            assert when is not None  # selected by publish_at <= now
+            article.status = PUBLISHED
+            article.published_at = when
+            article.publish_at = None
+            article.updated_at = max(article.updated_at, when)
+            # Changed outside upsert: an empty hash makes the next upsert of it write.
+            article.content_hash = ""
+            await self.session.flush()
+            await self._sync_tags(article)
+        if due:
+            await self.bump_version()
+        return due
 
     async def bump_version(self) -> None:
         """Move the content version so caches (feeds, pages) know to rebuild."""

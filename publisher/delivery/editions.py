@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from publisher import planning
 from publisher.content.models import PUBLISHED, Article
+from publisher.content.publishing import publish_due
 from publisher.db import is_sqlite, transaction
 from publisher.delivery import outbox
 from publisher.delivery.models import (
@@ -313,6 +314,9 @@ async def enqueue(
     rows under the (edition, subscriber) unique constraint. ``dry_run`` only counts.
     """
     report = EnqueueReport(edition.id, edition.period_key)
+    if not dry_run:
+        # A draft scheduled before this moment belongs in the digest, published or not yet.
+        await publish_due(site.engine, site.settings.site.base_url, site.clock.now())
     site_zone = site.settings.site.timezone
     zones = set(timezones) if timezones is not None else None
     candidates = await _candidates(site, now - MAX_LOOKBACK, now)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -14,10 +16,10 @@ from publisher.content.store import ArticleDraft, ArticleStore
 from publisher.db import transaction
 from publisher.errors import InputError, PublisherError
 from publisher.ingest.feed import reject_feed_file
-from publisher.ingest.html import parse_html
+from publisher.ingest.html import decode_html, parse_html
 from publisher.ingest.markdown import parse_markdown
 from publisher.ingest.options import ImportOptions
-from publisher.ingest.source import SourceText, read_text_file
+from publisher.ingest.source import SourceText, decode_text, read_text_file
 from publisher.ingest.text import parse_text
 
 Parser = Callable[[SourceText, ImportOptions], ArticleDraft]
@@ -151,6 +153,9 @@ def apply_options(draft: ArticleDraft, options: ImportOptions) -> ArticleDraft:
         changes["draft"] = options.draft
     if options.image_url:
         changes["image_url"] = options.image_url
+    if options.publish_at is not None:
+        changes["publish_at"] = options.publish_at
+        changes["draft"] = True
     return replace(draft, **changes)  # type: ignore[arg-type]
 
 
@@ -193,6 +198,51 @@ async def import_files(
         if on_outcome is not None:
             on_outcome(outcome)
     return report
+
+
+def upload_name(filename: str) -> str:
+    """Return the base name of an uploaded file, printable and short (it appears in errors)."""
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    printable = "".join(ch for ch in base if ch.isprintable()).strip()
+    return printable[:100] or "upload"
+
+
+async def import_upload(
+    engine: AsyncEngine,
+    base_url: str,
+    name: str,
+    data: bytes,
+    options: ImportOptions,
+    now: datetime,
+    *,
+    origin_kind: str = "upload",
+) -> ImportOutcome:
+    """Import one uploaded file or pasted text through the same parsers as `articles add`.
+
+    ``name`` (a base name such as ``story.md``; no suffix means sniff the content)
+    chooses the importer and names the input in errors. The origin records where the
+    text came from plus its hash, so sending the same bytes twice changes nothing.
+    Parsing runs in a worker thread: a large page must not stall the server.
+    """
+    path = Path(name)
+
+    def parse() -> ArticleDraft:
+        suffix_format = SUFFIXES.get(path.suffix.lower())
+        if suffix_format == "html" or options.format == "html":
+            text = decode_html(data, "", name)  # honours a <meta charset>
+        else:
+            text = decode_text(data, name)
+        fmt = choose_format(path, text, options.format)
+        return apply_options(PARSERS[fmt](SourceText(path, text), options), options)
+
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    try:
+        draft = await asyncio.to_thread(parse)
+        draft = replace(draft, origin=f"{origin_kind}:{digest}:{name}")
+        action, slug = await store_draft(engine, base_url, draft, now)
+    except PublisherError as exc:
+        return ImportOutcome(name, "failed", error=located(path, str(exc)))
+    return ImportOutcome(name, action, slug)
 
 
 register("text", parse_text, (".txt", ".text"))

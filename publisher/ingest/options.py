@@ -18,3 +18,5 @@ class ImportOptions:
     published_at: datetime | None = None
     draft: bool | None = None
     image_url: str = ""
+    #: Store as drafts the store publishes at this time (``--publish-at``).
+    publish_at: datetime | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
@@ -156,7 +157,10 @@ async def import_url(site: Site, url: str, options: ImportOptions, now: datetime
         fetched = await fetch(
             url, accept=PAGE_ACCEPT, allow_private=site.settings.fetch.allow_private_addresses
         )
-        draft = apply_options(_page_draft(fetched, url, options), options)
+        # trafilatura may spend seconds on a big page: off the event loop (a server calls this).
+        draft = await asyncio.to_thread(
+            lambda: apply_options(_page_draft(fetched, url, options), options)
+        )
         action, slug = await store_draft(site.engine, site.settings.site.base_url, draft, now)
     except PublisherError as exc:
         message = str(exc)

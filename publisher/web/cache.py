@@ -3,6 +3,8 @@
 A background task reads ``site_state.content_version`` once a second (one indexed
 row), so a change made by any process — the CLI, a worker, another server — shows
 up within about a second, and no request ever rebuilds a document that is cached.
+The same task publishes scheduled drafts when their time comes (it knows the next
+due time, re-read whenever the version moves), so a server alone publishes on time.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
+from publisher.content import publishing
 from publisher.content.store import ArticleStore
 from publisher.db import transaction
 from publisher.site import Site
@@ -90,6 +93,9 @@ class ContentCache:
         self._served: dict[str, tuple[str, datetime]] = {}
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[int], None]] = []
+        #: When the next scheduled draft is due (None: nothing scheduled).
+        self.next_publish: datetime | None = None
+        self._schedule_stale = False
 
     def on_change(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(version)`` whenever the content version moves after start."""
@@ -103,7 +109,26 @@ class ContentCache:
     async def start(self) -> None:
         """Read the version and start polling it."""
         self.version = await self.read_version()
+        await self._read_next_publish()
         self._task = asyncio.create_task(self._poll(), name="content-version-poll")
+
+    async def _read_next_publish(self) -> None:
+        self.next_publish = await publishing.next_due(
+            self.site.engine, self.site.settings.site.base_url
+        )
+
+    async def publish_due(self) -> list[str]:
+        """Publish the scheduled drafts that are due now (they move the version)."""
+        due = self.next_publish
+        if due is None or due > self.site.clock.now():
+            return []
+        published = await publishing.publish_due(
+            self.site.engine, self.site.settings.site.base_url, self.site.clock.now()
+        )
+        await self._read_next_publish()
+        if published:
+            log.info("published scheduled articles: %s", ", ".join(published))
+        return published
 
     async def stop(self) -> None:
         """Stop polling."""
@@ -117,11 +142,16 @@ class ContentCache:
         while True:
             await asyncio.sleep(self.poll_interval)
             try:
+                await self.publish_due()
                 version = await self.read_version()
+                self.check(version)
+                if self._schedule_stale:
+                    # Any change (here, by a request's check(), or elsewhere) may have
+                    # scheduled an article: learn the next due time again.
+                    self._schedule_stale = False
+                    await self._read_next_publish()
             except Exception:  # keep serving what we have while the database is away
                 log.exception("cannot read the content version")
-                continue
-            self.check(version)
 
     def check(self, version: int) -> bool:
         """Drop everything if ``version`` differs from the one cached; tell whether it did."""
@@ -129,6 +159,7 @@ class ContentCache:
             return False
         self.version = version
         self.invalidate()
+        self._schedule_stale = True
         for listener in self._listeners:
             listener(version)
         return True

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_announcements"
-down_revision = "0007_search"
+down_revision = "0008_publish_at"
 branch_labels = None
 depends_on = None
 

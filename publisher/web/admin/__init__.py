@@ -16,7 +16,10 @@ from publisher.web.admin import (
     auth,
     dashboard,
     digests,
+    importing,
+    profile,
     static,
+    subscriber_import,
     subscribers,
 )
 from publisher.web.admin.rendering import (
@@ -80,11 +83,14 @@ def create_admin_app(site: Site) -> FastAPI:
         auth,
         static,
         dashboard,
+        importing,  # before articles: /articles/import is not an article's slug
         articles,
+        subscriber_import,
         subscribers,
         digests,
         announcements,
         accounts,
+        profile,
     ):
         app.include_router(module.router)
     return app

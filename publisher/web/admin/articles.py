@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -85,14 +85,14 @@ def _local_input(site: Site, moment: datetime | None) -> str:
     return moment.astimezone(site.settings.tz).strftime("%Y-%m-%dT%H:%M")
 
 
-def _parse_local(site: Site, text: str) -> datetime | None:
+def _parse_local(site: Site, text: str, name: str = "published_at") -> datetime | None:
     text = text.strip()
     if not text:
         return None
     try:
         naive = datetime.fromisoformat(text)
     except ValueError:
-        raise InputError(f"published_at: {text[:30]!r} is not a date and time") from None
+        raise InputError(f"{name}: {text[:30]!r} is not a date and time") from None
     return naive.replace(tzinfo=site.settings.tz) if naive.tzinfo is None else naive
 
 
@@ -109,6 +109,14 @@ def _input(site: Site, form: dict[str, str]) -> tuple[ArticleInput, list[tuple[s
     except InputError as exc:
         problems.append(("published_at", str(exc)))
         published_at = None
+    try:
+        publish_at = _parse_local(site, form.get("publish_at", ""), "publish_at")
+    except InputError as exc:
+        problems.append(("publish_at", str(exc)))
+        publish_at = None
+    if publish_at is not None:
+        # "Publish at" means: keep it a draft until then, whatever the status menu says.
+        status = ArticleStatus.DRAFT
     article = ArticleInput(
         title=form.get("title", ""),
         body_markdown=form.get("body_markdown", "").replace("\r\n", "\n"),
@@ -121,6 +129,7 @@ def _input(site: Site, form: dict[str, str]) -> tuple[ArticleInput, list[tuple[s
         image_url=form.get("image_url", ""),
         image_caption=form.get("image_caption", ""),
         image_credit=form.get("image_credit", ""),
+        publish_at=publish_at,
     )
     return article, problems + authoring.check(article)
 
@@ -139,6 +148,7 @@ def _form_values(site: Site, article: Article | None) -> dict[str, Any]:
             "image_caption": "",
             "image_credit": "",
             "published_at": "",
+            "publish_at": "",
         }
     return {
         "title": article.title,
@@ -152,6 +162,7 @@ def _form_values(site: Site, article: Article | None) -> dict[str, Any]:
         "image_caption": article.image_caption,
         "image_credit": article.image_credit,
         "published_at": _local_input(site, article.published_at),
+        "publish_at": _local_input(site, article.publish_at),
     }
 
 
@@ -211,7 +222,7 @@ async def create_article(request: Request, posted: PostsContent) -> Response:
                 action="article.create",
                 target=result.article.slug,
                 source=client_ip(request),
-                detail=result.article.status,
+                detail=_status_detail(result.article),
                 at=now,
             )
             slug = result.article.slug
@@ -225,6 +236,13 @@ async def create_article(request: Request, posted: PostsContent) -> Response:
             status_code=422,
         )
     return RedirectResponse(f"/admin/articles/{slug}?saved=1", status_code=303)
+
+
+def _status_detail(article: Article) -> str:
+    """Describe an article's state for the audit log (a schedule names its UTC time)."""
+    if article.publish_at is not None:
+        return f"scheduled {article.publish_at.astimezone(UTC):%Y-%m-%dT%H:%M}Z"
+    return article.status
 
 
 async def _load(site: Site, slug: str) -> Article:
@@ -243,6 +261,9 @@ async def edit_article(slug: str, request: Request, editor: Reading) -> Response
     site = site_of(request)
     article = await _load(site, slug)
     notice = "saved" if request.query_params.get("saved") else ""
+    imported = request.query_params.get("imported", "")
+    if imported in ("created", "updated", "unchanged"):
+        notice = f"imported-{imported}"
     return _editor_page(
         request, editor, _form_values(site, article), article=article, notice=notice
     )
@@ -276,7 +297,7 @@ async def save_article(slug: str, request: Request, posted: PostsContent) -> Res
                     action="article.update",
                     target=slug,
                     source=client_ip(request),
-                    detail=result.article.status,
+                    detail=_status_detail(result.article),
                     at=now,
                 )
     except InputError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,7 +14,12 @@ from starlette.exceptions import HTTPException
 
 from publisher.accounts import audit
 from publisher.db import transaction
-from publisher.delivery.editions import get_edition
+from publisher.delivery.editions import (
+    current_edition_date,
+    enqueue,
+    get_edition,
+    open_edition,
+)
 from publisher.delivery.models import Edition, OutboxRow
 from publisher.delivery.outbox import last_errors, status_counts
 from publisher.delivery.preview import RenderedPreview, preview_reader, render_preview
@@ -27,8 +34,11 @@ from subscribers.addresses import normalize
 from subscribers.errors import InvalidInput
 from subscribers.models import FREQUENCIES
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 LANGUAGES = ("id", "en")
+#: Sends the admin started whose recipients are still being written (kept referenced).
+_enqueuing: set[asyncio.Task[Any]] = set()
 #: An editor's pause lasts until resumed; the delivery worker skips paused editions.
 PAUSE_SPAN = timedelta(days=3650)
 
@@ -139,6 +149,48 @@ async def test_copy(request: Request, posted: PostsSends) -> Response:
         "/admin/digests?notice=" + _quote(f"sent a test copy to {address.email}"),
         status_code=303,
     )
+
+
+@router.post("/digests/send")
+async def send_now(request: Request, posted: PostsSends) -> Response:
+    """Start today's edition for every reader of a frequency, like `publisher digest send`.
+
+    The edition is opened (marked for resumption) before answering; its recipients are
+    written by a task here, and `publisher worker` delivers them. Should this server stop
+    half-way, the worker finishes writing them (the edition is marked enqueuing), and
+    the (edition, subscriber) constraint means a second press mails nobody twice.
+    """
+    site = site_of(request)
+    frequency = posted.form.get("frequency", "daily")
+    if frequency not in FREQUENCIES:
+        return RedirectResponse(
+            "/admin/digests?notice=" + _quote(f"error: frequency {frequency[:20]!r}"),
+            status_code=303,
+        )
+    now = site.clock.now()
+    day = current_edition_date(site, frequency, now)
+    edition = await open_edition(site, frequency, day, now, enqueuing=True)
+    async with transaction(site.engine) as session:
+        await audit.record(
+            session,
+            actor=posted.editor.user.email,
+            action="edition.send",
+            target=edition.period_key,
+            source=client_ip(request),
+            at=now,
+        )
+
+    async def write_recipients() -> None:
+        try:
+            report = await enqueue(site, edition, now)
+            log.info("edition %s: %d queued from the admin", edition.period_key, report.queued)
+        except Exception:  # the worker resumes an edition left enqueuing
+            log.exception("edition %s: queueing stopped", edition.period_key)
+
+    task = asyncio.create_task(write_recipients(), name=f"enqueue {edition.period_key}")
+    _enqueuing.add(task)
+    task.add_done_callback(_enqueuing.discard)
+    return RedirectResponse(f"/admin/digests/editions/{edition.period_key}", status_code=303)
 
 
 def _quote(text: str) -> str:

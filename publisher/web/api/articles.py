@@ -69,6 +69,11 @@ class ArticleCreate(ArticleFields):
     tags: Annotated[list[Tag], Field(max_length=MAX_LIST_ITEMS)] = []
     status: ArticleStatus = ArticleStatus.PUBLISHED
     published_at: AwareDatetime | None = Field(None, description="Default: now when published.")
+    publish_at: AwareDatetime | None = Field(
+        None,
+        description="Keep the article a draft until this time, then publish it, dated at it "
+        "(status draft, or left out). Must be in the future.",
+    )
     slug: Annotated[str, Field(max_length=200, pattern=SLUG)] | None = Field(
         None, description="Default: made from the title."
     )
@@ -83,6 +88,11 @@ class ArticleChange(ArticleFields):
     tags: Annotated[list[Tag], Field(max_length=MAX_LIST_ITEMS)] | None = None
     status: ArticleStatus | None = None
     published_at: AwareDatetime | None = None
+    publish_at: AwareDatetime | None = Field(
+        None,
+        description="Keep the article a draft until this time, then publish it, dated at it "
+        "(status draft, or left out). Must be in the future.",
+    )
 
 
 class ArticleSummary(BaseModel):
@@ -98,6 +108,8 @@ class ArticleSummary(BaseModel):
     status: ArticleStatus
     author: str
     published_at: datetime | None
+    #: When a scheduled draft will be published (None: not scheduled).
+    publish_at: datetime | None
     updated_at: datetime
     created_at: datetime
     image_url: str
@@ -125,6 +137,7 @@ def _summary_fields(site: Site, article: Article) -> dict[str, Any]:
         "status": article.status,
         "author": article.author,
         "published_at": article.published_at,
+        "publish_at": article.publish_at,
         "updated_at": article.updated_at,
         "created_at": article.created_at,
         "image_url": article.image_url,
@@ -140,6 +153,22 @@ def to_out(site: Site, article: Article) -> ArticleOut:
     return ArticleOut(
         **_summary_fields(site, article), body_html=article.body_html, body_markdown=markdown
     )
+
+
+def _scheduled_status(
+    publish_at: datetime | None, status: ArticleStatus | None, explicit: bool, now: datetime
+) -> ArticleStatus | None:
+    """Return the status a schedule implies (draft), or raise 422 naming publish_at."""
+    if publish_at is None:
+        return status
+    if explicit and status is ArticleStatus.PUBLISHED:
+        raise _invalid(
+            InputError("only a draft is published at a time; leave status out or use draft"),
+            "publish_at",
+        )
+    if publish_at <= now:
+        raise _invalid(InputError("that time has passed; publish now instead"), "publish_at")
+    return ArticleStatus.DRAFT
 
 
 def _invalid(exc: InputError, field: str | None = None) -> RequestValidationError:
@@ -231,6 +260,9 @@ async def create_article(
     if not title:
         raise _invalid(InputError("title is empty once control characters are removed"), "title")
     slug = data.slug or slugify(title)
+    status = _scheduled_status(
+        data.publish_at, data.status, "status" in data.model_fields_set, site.clock.now()
+    )
     draft = ArticleDraft(
         title=data.title,
         slug=slug,
@@ -245,15 +277,18 @@ async def create_article(
         image_caption=data.image_caption or "",
         image_credit=data.image_credit or "",
         canonical_url=data.canonical_url or "",
-        draft=data.status == ArticleStatus.DRAFT,
+        draft=status == ArticleStatus.DRAFT,
         published_at=data.published_at,
+        publish_at=data.publish_at,
     )
     async with transaction(site.engine) as session:
         # upsert() would update an article with the same slug: a create must not.
         if await ArticleStore(session, site.settings.site.base_url).get(slug) is not None:
             raise conflict(f"an article with slug {slug!r} exists; choose another slug")
         result, version = await _save(request, session, draft)
-        await who.audit(session, site, "article.create", result.article.slug, data.status.value)
+        await who.audit(
+            session, site, "article.create", result.article.slug, (status or data.status).value
+        )
         out = to_out(site, result.article)
     _refresh(request, version)
     response.headers["Location"] = f"{request.url.path}/{out.slug}"
@@ -308,6 +343,8 @@ def _draft_of(article: Article, change: ArticleChange) -> ArticleDraft:
         extra=dict(article.extra or {}),
         draft=status == DRAFT,
         published_at=given.get("published_at", article.published_at),
+        # A schedule stays through other changes; publishing (status published) ends it.
+        publish_at=given.get("publish_at", article.publish_at),
     )
 
 
@@ -315,6 +352,10 @@ async def _change(
     request: Request, who: Caller, slug: str, change: ArticleChange, action: str
 ) -> ArticleOut:
     site = site_of(request)
+    if change.publish_at is not None:
+        change.status = _scheduled_status(
+            change.publish_at, change.status, change.status is not None, site.clock.now()
+        )
     async with transaction(site.engine) as session:
         article = await _require(session, site, slug)
         result, version = await _save(request, session, _draft_of(article, change))

@@ -228,7 +228,7 @@ async def million_part(
     command_times: list[float] = []
     query_times: list[float] = []
     peak = 0.0
-    from publisher.delivery import outbox as outbox_queries
+    from publisher.delivery import store as outbox_queries
 
     deadline = time.perf_counter() + send_seconds
     try:

@@ -92,7 +92,7 @@ async def pipeline(
     from publisher.delivery.compose import Composer
     from publisher.delivery.editions import enqueue, open_edition
     from publisher.delivery.models import OutboxRow
-    from publisher.delivery.outbox import Job
+    from publisher.delivery.store import Job
     from publisher.delivery.worker import deliver
     from publisher.site import Site
     from tests.delivery_helpers import add_articles, add_subscribers

@@ -26,7 +26,7 @@ from publisher.db import transaction
 from publisher.delivery.editions import current_edition_date, enqueue, open_edition
 from publisher.delivery.mailsink import MailSink
 from publisher.delivery.models import Edition, OutboxRow
-from publisher.delivery.outbox import Outbox
+from publisher.delivery.store import open_store
 from publisher.site import Site
 from subscribers.models import Subscriber
 from tests.clirunner import ROOT, invoke
@@ -264,7 +264,7 @@ def test_retry_now_lifts_a_pause(
         now = site.clock.now()
         edition = await open_edition(site, "daily", now.date(), now)
         await enqueue(site, edition, now)
-        await Outbox(site).pause(now + timedelta(hours=1), "server was down")
+        await open_store(site).pause(now + timedelta(hours=1), "server was down")
 
     on_site(site_dir, queue_and_pause)
     waiting = invoke(capsys, "--config", config, "digest", "send", "--resume")

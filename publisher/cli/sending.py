@@ -26,7 +26,7 @@ from publisher.cli.context import CliContext, console, err_console, pass_cli, pr
 from publisher.cli.digest import digest
 from publisher.content.models import Article
 from publisher.db import transaction
-from publisher.delivery import outbox as outbox_queries
+from publisher.delivery import store
 from publisher.delivery.compose import reader_links
 from publisher.delivery.editions import (
     EnqueueReport,
@@ -39,7 +39,7 @@ from publisher.delivery.models import (
     OUTBOX_STATUSES,
     Edition,
 )
-from publisher.delivery.outbox import Outbox
+from publisher.delivery.store import open_store
 from publisher.delivery.testcopy import send_test_copy
 from publisher.delivery.worker import DeliveryReport, deliver
 from publisher.errors import DeliveryError, NotFoundError
@@ -74,7 +74,7 @@ def send(
     """Send the digest now to every active subscriber of FREQUENCY (safe to run again)."""
     site = cli.site()
     if retry_now:
-        run(site, lambda s: Outbox(s).clear_pause())
+        run(site, lambda s: open_store(s).clear_pause())
     if to is not None:
         run(site, lambda s: _send_test_copy(s, frequency, to))
         return
@@ -97,7 +97,7 @@ async def _send(site: Site, frequency: str, resume: bool) -> DeliveryReport:
         edition = await open_edition(site, frequency, day, now, enqueuing=True)
         queued = await enqueue(site, edition, now)
         console.print(_enqueue_line(queued), markup=False)
-    total = await outbox_queries.unfinished_count(site)
+    total = await store.unfinished_count(site)
     started = time.monotonic()
     columns = (
         TextColumn("[bold]sending"),
@@ -156,7 +156,7 @@ async def _summary(site: Site, report: DeliveryReport) -> None:
     console.print(table)
     edition = await get_edition(site)
     if edition is not None:
-        counts = await outbox_queries.status_counts(site, edition.id)
+        counts = await store.status_counts(site, edition.id)
         console.print(f"edition {edition.period_key} ({edition.status}): {_counts_line(counts)}")
         waiting = counts.get("retrying", 0) + counts.get("queued", 0)
         if waiting and not report.paused:
@@ -251,8 +251,8 @@ async def _status(site: Site, key: str | None, as_json: bool) -> None:
         raise NotFoundError(
             f"no edition {key!r} (keys look like daily:2026-11-25)" if key else "no editions yet"
         )
-    counts = await outbox_queries.status_counts(site, edition.id)
-    errors = await outbox_queries.last_errors(site, edition.id)
+    counts = await store.status_counts(site, edition.id)
+    errors = await store.last_errors(site, edition.id)
     if as_json:
         data: dict[str, Any] = {
             "edition": edition.period_key,

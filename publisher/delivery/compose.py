@@ -15,8 +15,8 @@ from publisher.content.models import PUBLISHED, Article
 from publisher.db import transaction
 from publisher.delivery.archive import sent_on
 from publisher.delivery.models import Edition, EditionVariant, MailKind
-from publisher.delivery.outbox import Job
 from publisher.delivery.smtp import sender_address
+from publisher.delivery.store import Job
 from publisher.errors import ConfigError
 from publisher.render import transactional
 from publisher.render.digest import Digest, render_digest

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from email.utils import parseaddr
@@ -15,11 +16,13 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from publisher import planning
+from publisher.columns import hmac_sha256_hex
 from publisher.content.models import PUBLISHED, Article
-from publisher.db import is_sqlite, transaction
-from publisher.delivery import outbox
+from publisher.db import is_sqlite, session_factory, transaction
+from publisher.delivery import store
 from publisher.delivery.models import (
     DONE,
     ENQUEUING,
@@ -30,10 +33,11 @@ from publisher.delivery.models import (
 )
 from publisher.errors import UsageError
 from publisher.site import Site
-from subscribers import repository, suppression
+from subscribers import repository
 
-#: Subscribers read, and outbox rows written, per transaction.
-BATCH_SIZE = 1000
+#: Subscriber ids per chunk of an enqueue (one transaction each): small enough that a
+#: SQLite write lock is short and a crash loses little work, large enough to be cheap.
+CHUNK_IDS = 50_000
 #: However long ago someone's last digest was, look no further back than this.
 MAX_LOOKBACK = timedelta(days=31)
 DEFAULT_WINDOW = {planning.DAILY: timedelta(hours=24), planning.WEEKLY: timedelta(days=7)}
@@ -121,6 +125,26 @@ class MessageIds:
     def __call__(self, subscriber_id: int) -> str:
         tag = hmac.new(self.key, str(subscriber_id).encode(), hashlib.sha256).hexdigest()[:12]
         return f"<{self.slug}.{subscriber_id}.{tag}@{self.domain}>"
+
+    def sql(self, subscriber_id: sa.ColumnElement[int]) -> sa.ColumnElement[str]:
+        """Return the same Message-ID computed by the database, for INSERT ... SELECT."""
+        number = sa.cast(subscriber_id, sa.String)
+        tag = sa.func.substr(hmac_sha256_hex(sa.literal(self.key.hex(), sa.String), number), 1, 12)
+        parts: list[sa.ColumnElement[str]] = [
+            sa.literal(f"<{self.slug}.", sa.String),
+            number,
+            sa.literal(".", sa.String),
+            tag,
+            sa.literal(f"@{self.domain}>", sa.String),
+        ]
+        return _joined(parts)
+
+
+def _joined(parts: list[sa.ColumnElement[str]]) -> sa.ColumnElement[str]:
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = joined + part  # || on both backends (String + String)
+    return joined
 
 
 def mail_domain(site: Site) -> str:
@@ -305,12 +329,14 @@ async def enqueue(
     timezones: Sequence[str] | None = None,
     dry_run: bool = False,
 ) -> EnqueueReport:
-    """Write one outbox row per due subscriber of the edition, in batches, never twice.
+    """Write one outbox row per due subscriber of the edition, set-based, never twice.
 
-    Streams active, unsuppressed subscribers of the edition's frequency who joined before
-    ``now`` (optionally only those whose effective time zone is in ``timezones``), gives
-    each what is new since their last digest, groups them into variants and inserts the
-    rows under the (edition, subscriber) unique constraint. ``dry_run`` only counts.
+    Takes active, unsuppressed subscribers of the edition's frequency who joined before
+    ``now`` (optionally only those whose effective time zone is in ``timezones``), in
+    chunks of subscriber ids. Per chunk, in one transaction: the readers are grouped by
+    what their digest depends on (language, topics, last digest), each group is planned
+    once, and each variant's rows are written by one INSERT ... SELECT under the
+    (edition, subscriber) unique constraint. ``dry_run`` only counts.
     """
     report = EnqueueReport(edition.id, edition.period_key)
     site_zone = site.settings.site.timezone
@@ -326,74 +352,114 @@ async def enqueue(
     # which knows which zones are due; resuming it for all would mail readers early.
     if not dry_run and timezones is None:
         await _mark_enqueuing(site, edition, now)
-    last_id = 0
+    async with transaction(site.engine) as session:
+        span = await repository.due_id_span(session, frequency=edition.frequency, joined_before=now)
     earliest: datetime | None = None
-    while True:
-        async with transaction(site.engine) as session:
-            batch = await repository.due_for_digest(
-                session,
-                frequency=edition.frequency,
-                joined_before=now,
-                after_id=last_id,
-                limit=BATCH_SIZE,
-            )
-            if not batch:
-                break
-            last_id = batch[-1].id
-            hashes = {row.id: suppression.email_hash(row.email) for row in batch}
-            blocked = await suppression.suppressed_among(session, hashes.values())
-            existing: set[int] = set()
-            # A dry run counts those already queued too: its figures are the real run's.
-            if edition.id is not None:
-                existing = await outbox.queued_among(session, edition.id, [row.id for row in batch])
-            rows: list[dict[str, Any]] = []
-            for row in batch:
-                if row.confirmed_at is not None and row.confirmed_at >= now:
-                    continue  # joined while this send was being prepared
-                if zones is not None and planning.effective_zone(row.timezone, site_zone) not in (
-                    zones
+    first, last = span or (1, 0)
+    for id_from in range(first, last + 1, CHUNK_IDS):
+        chunk = _Chunk(edition, now, id_from, id_from + CHUNK_IDS, zones is not None)
+        async with _chunk_transaction(site) as session:
+            groups = await chunk.groups(session)
+            variants: dict[str, tuple[Plan, list[repository.DigestGroup]]] = {}
+            for group in groups:
+                if zones is not None and (
+                    planning.effective_zone(group.timezone, site_zone) not in zones
                 ):
-                    report.other_zone += 1
+                    report.other_zone += group.readers
                     continue
-                report.considered += 1
-                if hashes[row.id] in blocked:
-                    report.suppressed += 1
+                report.considered += group.readers
+                report.suppressed += group.suppressed
+                report.already_queued += group.taken
+                waiting = group.readers - group.suppressed - group.taken
+                if waiting <= 0:
                     continue
-                if row.id in existing:
-                    report.already_queued += 1
-                    continue
-                plan = planner.plan(row.last_digest_at, row.language, row.topics)
+                plan = planner.plan(group.last_digest_at, group.language, group.topics)
                 if plan is None:
-                    report.nothing_new += 1
+                    report.nothing_new += waiting
                     continue
-                report.variants[plan.describe()] = report.variants.get(plan.describe(), 0) + 1
-                start = planner.window_start(row.last_digest_at)
+                report.variants[plan.describe()] = report.variants.get(plan.describe(), 0) + waiting
+                start = planner.window_start(group.last_digest_at)
                 earliest = start if earliest is None else min(earliest, start)
-                if dry_run:
-                    report.queued += 1
-                    continue
-                variant_id = variant_ids.get(plan.key)
+                variants.setdefault(plan.key, (plan, []))[1].append(group)
+            if dry_run:
+                report.queued += sum(
+                    g.readers - g.suppressed - g.taken for _, gs in variants.values() for g in gs
+                )
+                continue
+            for key, (plan, members) in variants.items():
+                variant_id = variant_ids.get(key)
                 if variant_id is None:
                     variant_id = await _add_variant(site, session, edition.id, plan)
-                    variant_ids[plan.key] = variant_id
-                rows.append(
-                    {
-                        "edition_id": edition.id,
-                        "variant_id": variant_id,
-                        "subscriber_id": row.id,
-                        "email": row.email,
-                        "message_id": ids(row.id),
-                        "window_end": now,
-                    }
+                    variant_ids[key] = variant_id
+                report.queued += await store.insert_digests(
+                    session,
+                    chunk.recipients(members),
+                    edition_id=edition.id,
+                    variant_id=variant_id,
+                    message_id=ids.sql,
+                    window_end=now,
+                    now=now,
                 )
-            if rows:
-                await outbox.queue_digests(session, rows, now)
-                report.queued += len(rows)
     if not dry_run and edition.id is not None:
         await _mark_sending(
             site, edition, earliest, now, report.queued > 0, zone_limited=timezones is not None
         )
     return report
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One range of subscriber ids of one enqueue."""
+
+    edition: Edition
+    now: datetime
+    id_from: int
+    id_to: int
+    by_zone: bool
+
+    async def groups(self, session: AsyncSession) -> list[repository.DigestGroup]:
+        return await repository.digest_groups(
+            session,
+            frequency=self.edition.frequency,
+            joined_before=self.now,
+            id_from=self.id_from,
+            id_to=self.id_to,
+            by_zone=self.by_zone,
+            taken=store.taken_in(self.edition.id),
+        )
+
+    def recipients(self, groups: list[repository.DigestGroup]) -> sa.Select[tuple[int, str]]:
+        return repository.digest_recipients(
+            frequency=self.edition.frequency,
+            joined_before=self.now,
+            id_from=self.id_from,
+            id_to=self.id_to,
+            groups=groups,
+            by_zone=self.by_zone,
+        )
+
+
+@asynccontextmanager
+async def _chunk_transaction(site: Site) -> AsyncIterator[AsyncSession]:
+    """Open one chunk's transaction, in which grouping and inserting see the same readers.
+
+    PostgreSQL: REPEATABLE READ, so a reader who changes language between the grouping
+    and the INSERT ... SELECT is still matched by their group (under READ COMMITTED they
+    would match no group and miss the edition). SQLite: the write lock is taken first
+    (BEGIN IMMEDIATE), so nothing changes in between.
+    """
+    async with session_factory(site.engine)() as session:
+        if is_sqlite(site.settings.database.url):
+            connection = await session.connection()
+            await connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
 
 
 async def _existing_variants(site: Site, edition_id: int) -> dict[str, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from publisher import planning
 from publisher.db import transaction
-from publisher.delivery import outbox as outbox_queries
+from publisher.delivery import store
 from publisher.delivery.editions import current_edition_date, mail_domain
 from publisher.delivery.models import MailKind, OutboxStatus
 from publisher.delivery.preview import next_digest
@@ -31,13 +31,11 @@ async def send_test_copy(site: Site, frequency: str, to: str) -> int:
         "edition_date": local.isoformat(),
     }
     async with transaction(site.engine) as session:
-        row_id = await outbox_queries.queue_test_copy(
-            session, to, payload, now, domain=mail_domain(site)
-        )
+        row_id = await store.queue_test_copy(session, to, payload, now, domain=mail_domain(site))
     # The same worker as every other message, limited to test copies: a test copy
     # never sends the queued digests along with it.
     report = await deliver(site, kinds=(MailKind.TEST_COPY,), until_idle=True)
-    row = await outbox_queries.row_state(site, row_id)
+    row = await store.row_state(site, row_id)
     if report.paused or row.status != OutboxStatus.SENT:
         raise DeliveryError(
             f"test copy to {to} not sent ({row.status}): {report.paused or row.response}"

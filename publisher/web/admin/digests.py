@@ -14,8 +14,8 @@ from publisher.accounts import audit
 from publisher.db import transaction
 from publisher.delivery.editions import get_edition
 from publisher.delivery.models import Edition, OutboxRow
-from publisher.delivery.outbox import last_errors, status_counts
 from publisher.delivery.preview import RenderedPreview, preview_reader, render_preview
+from publisher.delivery.store import last_errors, status_counts
 from publisher.delivery.testcopy import send_test_copy
 from publisher.errors import PublisherError
 from publisher.site import Site

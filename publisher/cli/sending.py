@@ -247,10 +247,21 @@ def status(cli: CliContext, edition: str | None, as_json: bool) -> None:
 
 async def _status(site: Site, key: str | None, as_json: bool) -> None:
     edition = await get_edition(site, key)
-    if edition is None:
+    notices = await store.notice_counts(site)
+    if edition is None and (key or not notices):
         raise NotFoundError(
             f"no edition {key!r} (keys look like daily:2026-11-25)" if key else "no editions yet"
         )
+    notice_data: dict[str, dict[str, int]] = {
+        kind: {str(status): counts.get(status, 0) for status in store.NOTICE_STATUSES}
+        for kind, counts in sorted(notices.items())
+    }
+    if edition is None:
+        if as_json:
+            print_json({"edition": None, "notices": notice_data})
+        else:
+            _print_notices(notice_data)
+        return
     counts = await store.status_counts(site, edition.id)
     errors = await store.last_errors(site, edition.id)
     if as_json:
@@ -274,6 +285,7 @@ async def _status(site: Site, key: str | None, as_json: bool) -> None:
                 }
                 for e in errors
             ],
+            "notices": notice_data,
         }
         print_json(data)
         return
@@ -302,6 +314,20 @@ async def _status(site: Site, key: str | None, as_json: bool) -> None:
                 f"  {e.email}: {e.status} after {e.attempts} attempt(s): {e.response}{retry}",
                 markup=False,
             )
+    _print_notices(notice_data)
+
+
+def _print_notices(notices: dict[str, dict[str, int]]) -> None:
+    """Print the transactional mail waiting or failed beside the edition."""
+    if not notices:
+        return
+    table = Table(show_edge=False, title="other mail (confirmations, notices, test copies)")
+    table.add_column("kind")
+    for status in store.NOTICE_STATUSES:
+        table.add_column(status, justify="right")
+    for kind, counts in notices.items():
+        table.add_row(kind, *(str(counts[status]) for status in store.NOTICE_STATUSES))
+    console.print(table)
 
 
 @click.command("worker")

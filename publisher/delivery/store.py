@@ -560,6 +560,27 @@ async def status_counts(site: Site, edition_id: int) -> Counter[str]:
         return Counter({status: int(count) for status, count in rows})
 
 
+#: The statuses `digest status` reports for mail outside editions (sent ones are history).
+NOTICE_STATUSES = (QUEUED, RETRYING, CLAIMED, FAILED)
+
+
+async def notice_counts(site: Site) -> dict[str, Counter[str]]:
+    """Count the rows of no edition (notices, test copies) waiting, claimed or failed,
+    by kind and status."""
+    async with transaction(site.engine) as session:
+        rows = await session.execute(
+            # edition_id IS NULL walks the (edition_id, status) index: fast mid-send too.
+            sa.select(OutboxRow.kind, OutboxRow.status, sa.func.count())
+            .where(OutboxRow.edition_id.is_(None))
+            .where(OutboxRow.status.in_(NOTICE_STATUSES))
+            .group_by(OutboxRow.kind, OutboxRow.status)
+        )
+        found: dict[str, Counter[str]] = {}
+        for kind, status, count in rows.tuples():
+            found.setdefault(kind, Counter())[status] = int(count)
+        return found
+
+
 @dataclass(frozen=True)
 class ErrorLine:
     """One recent failure or retry of an edition."""

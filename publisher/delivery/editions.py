@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from publisher import planning
@@ -38,6 +38,8 @@ from subscribers import repository
 #: Subscriber ids per chunk of an enqueue (one transaction each): small enough that a
 #: SQLite write lock is short and a crash loses little work, large enough to be cheap.
 CHUNK_IDS = 50_000
+#: Tries per chunk when a concurrent enqueue of the same edition makes PostgreSQL refuse it.
+CHUNK_ATTEMPTS = 5
 #: However long ago someone's last digest was, look no further back than this.
 MAX_LOOKBACK = timedelta(days=31)
 DEFAULT_WINDOW = {planning.DAILY: timedelta(hours=24), planning.WEEKLY: timedelta(days=7)}
@@ -57,6 +59,20 @@ class EnqueueReport:
     other_zone: int = 0
     #: Recipients per variant key ("language:article ids").
     variants: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: EnqueueReport) -> None:
+        """Add another (partial) report's counts to this one."""
+        for name in (
+            "considered",
+            "queued",
+            "already_queued",
+            "nothing_new",
+            "suppressed",
+            "other_zone",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for key, count in other.variants.items():
+            self.variants[key] = self.variants.get(key, 0) + count
 
     def __str__(self) -> str:
         return (
@@ -339,7 +355,6 @@ async def enqueue(
     (edition, subscriber) unique constraint. ``dry_run`` only counts.
     """
     report = EnqueueReport(edition.id, edition.period_key)
-    site_zone = site.settings.site.timezone
     zones = set(timezones) if timezones is not None else None
     candidates = await _candidates(site, now - MAX_LOOKBACK, now)
     planner = Planner(site, edition.frequency, now, candidates)
@@ -358,53 +373,90 @@ async def enqueue(
     first, last = span or (1, 0)
     for id_from in range(first, last + 1, CHUNK_IDS):
         chunk = _Chunk(edition, now, id_from, id_from + CHUNK_IDS, zones is not None)
-        async with _chunk_transaction(site) as session:
-            groups = await chunk.groups(session)
-            variants: dict[str, tuple[Plan, list[repository.DigestGroup]]] = {}
-            for group in groups:
-                if zones is not None and (
-                    planning.effective_zone(group.timezone, site_zone) not in zones
-                ):
-                    report.other_zone += group.readers
-                    continue
-                report.considered += group.readers
-                report.suppressed += group.suppressed
-                report.already_queued += group.taken
-                waiting = group.readers - group.suppressed - group.taken
-                if waiting <= 0:
-                    continue
-                plan = planner.plan(group.last_digest_at, group.language, group.topics)
-                if plan is None:
-                    report.nothing_new += waiting
-                    continue
-                report.variants[plan.describe()] = report.variants.get(plan.describe(), 0) + waiting
-                start = planner.window_start(group.last_digest_at)
-                earliest = start if earliest is None else min(earliest, start)
-                variants.setdefault(plan.key, (plan, []))[1].append(group)
-            if dry_run:
-                report.queued += sum(
-                    g.readers - g.suppressed - g.taken for _, gs in variants.values() for g in gs
-                )
-                continue
-            for key, (plan, members) in variants.items():
-                variant_id = variant_ids.get(key)
-                if variant_id is None:
-                    variant_id = await _add_variant(site, session, edition.id, plan)
-                    variant_ids[key] = variant_id
-                report.queued += await store.insert_digests(
-                    session,
-                    chunk.recipients(members),
-                    edition_id=edition.id,
-                    variant_id=variant_id,
-                    message_id=ids.sql,
-                    window_end=now,
-                    now=now,
-                )
+        for attempt in range(1, CHUNK_ATTEMPTS + 1):
+            # Variants written by a transaction that is rolled back must be forgotten.
+            known = dict(variant_ids)
+            part = EnqueueReport(edition.id, edition.period_key)
+            try:
+                async with _chunk_transaction(site) as session:
+                    start = await _enqueue_chunk(
+                        site, session, chunk, planner, part, known, ids, zones, dry_run
+                    )
+                break
+            except DBAPIError as exc:
+                # Two enqueues of one edition at once (a tick and a `digest send`) may
+                # collide under REPEATABLE READ on PostgreSQL; the chunk is redone.
+                if attempt == CHUNK_ATTEMPTS or not _serialization_failure(exc):
+                    raise
+        variant_ids = known
+        report.add(part)
+        if start is not None:
+            earliest = start if earliest is None else min(earliest, start)
     if not dry_run and edition.id is not None:
         await _mark_sending(
             site, edition, earliest, now, report.queued > 0, zone_limited=timezones is not None
         )
     return report
+
+
+async def _enqueue_chunk(
+    site: Site,
+    session: AsyncSession,
+    chunk: _Chunk,
+    planner: Planner,
+    report: EnqueueReport,
+    variant_ids: dict[str, int],
+    ids: MessageIds,
+    zones: set[str] | None,
+    dry_run: bool,
+) -> datetime | None:
+    """Plan one chunk's groups and write each variant's rows; return the earliest window."""
+    site_zone = site.settings.site.timezone
+    earliest: datetime | None = None
+    variants: dict[str, tuple[Plan, list[repository.DigestGroup]]] = {}
+    for group in await chunk.groups(session):
+        if zones is not None and planning.effective_zone(group.timezone, site_zone) not in zones:
+            report.other_zone += group.readers
+            continue
+        report.considered += group.readers
+        report.suppressed += group.suppressed
+        report.already_queued += group.taken
+        waiting = group.readers - group.suppressed - group.taken
+        if waiting <= 0:
+            continue
+        plan = planner.plan(group.last_digest_at, group.language, group.topics)
+        if plan is None:
+            report.nothing_new += waiting
+            continue
+        report.variants[plan.describe()] = report.variants.get(plan.describe(), 0) + waiting
+        start = planner.window_start(group.last_digest_at)
+        earliest = start if earliest is None else min(earliest, start)
+        variants.setdefault(plan.key, (plan, []))[1].append(group)
+        if dry_run:
+            report.queued += waiting
+    if dry_run or chunk.edition.id is None:
+        return earliest
+    for key, (plan, members) in variants.items():
+        variant_id = variant_ids.get(key)
+        if variant_id is None:
+            variant_id = await _add_variant(site, session, chunk.edition.id, plan)
+            variant_ids[key] = variant_id
+        report.queued += await store.insert_digests(
+            session,
+            chunk.recipients(members),
+            edition_id=chunk.edition.id,
+            variant_id=variant_id,
+            message_id=ids.sql,
+            window_end=chunk.now,
+            now=chunk.now,
+        )
+    return earliest
+
+
+def _serialization_failure(exc: DBAPIError) -> bool:
+    """Tell whether PostgreSQL refused a transaction for a concurrent one (SQLSTATE 40001)."""
+    code = getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None)
+    return code == "40001"
 
 
 @dataclass(frozen=True)

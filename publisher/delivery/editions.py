@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -38,6 +39,8 @@ from subscribers import repository
 #: Subscriber ids per chunk of an enqueue (one transaction each): small enough that a
 #: SQLite write lock is short and a crash loses little work, large enough to be cheap.
 CHUNK_IDS = 50_000
+#: Chunks written side by side on PostgreSQL (each on its own connection).
+ENQUEUE_CONNECTIONS = 2
 #: Tries per chunk when a concurrent enqueue of the same edition makes PostgreSQL refuse it.
 CHUNK_ATTEMPTS = 5
 #: However long ago someone's last digest was, look no further back than this.
@@ -369,10 +372,15 @@ async def enqueue(
         await _mark_enqueuing(site, edition, now)
     async with transaction(site.engine) as session:
         span = await repository.due_id_span(session, frequency=edition.frequency, joined_before=now)
-    earliest: datetime | None = None
     first, last = span or (1, 0)
-    for id_from in range(first, last + 1, CHUNK_IDS):
-        chunk = _Chunk(edition, now, id_from, id_from + CHUNK_IDS, zones is not None)
+    chunks = [
+        _Chunk(edition, now, start, start + CHUNK_IDS, zones is not None)
+        for start in range(first, last + 1, CHUNK_IDS)
+    ]
+    earliest: datetime | None = None
+
+    async def run(chunk: _Chunk) -> None:
+        nonlocal earliest
         for attempt in range(1, CHUNK_ATTEMPTS + 1):
             # Variants written by a transaction that is rolled back must be forgotten.
             known = dict(variant_ids)
@@ -384,14 +392,35 @@ async def enqueue(
                     )
                 break
             except DBAPIError as exc:
-                # Two enqueues of one edition at once (a tick and a `digest send`) may
-                # collide under REPEATABLE READ on PostgreSQL; the chunk is redone.
+                # Two enqueues of one edition at once (a tick and a `digest send`, or two
+                # chunks adding one variant) may collide under REPEATABLE READ on
+                # PostgreSQL; the chunk is redone.
                 if attempt == CHUNK_ATTEMPTS or not _serialization_failure(exc):
                     raise
-        variant_ids = known
+        variant_ids.update(known)
         report.add(part)
         if start is not None:
             earliest = start if earliest is None else min(earliest, start)
+
+    # The first chunk alone (it usually adds every variant), then the rest side by side
+    # on PostgreSQL, where the database works while Python waits; SQLite has one writer.
+    lanes = 1 if is_sqlite(site.settings.database.url) else ENQUEUE_CONNECTIONS
+    slots = asyncio.Semaphore(lanes)
+
+    async def in_lane(chunk: _Chunk) -> None:
+        async with slots:
+            await run(chunk)
+
+    if chunks:
+        await run(chunks[0])
+        # Every chunk finishes (or fails) before an error is raised: what is on disk
+        # then does not depend on timing.
+        results = await asyncio.gather(
+            *(in_lane(chunk) for chunk in chunks[1:]), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
     if not dry_run and edition.id is not None:
         await _mark_sending(
             site, edition, earliest, now, report.queued > 0, zone_limited=timezones is not None

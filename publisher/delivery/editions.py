@@ -6,8 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from email.utils import parseaddr
@@ -15,22 +14,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from publisher import planning
 from publisher.columns import hmac_sha256_hex
 from publisher.content.models import PUBLISHED, Article
-from publisher.db import is_sqlite, session_factory, transaction
+from publisher.db import is_sqlite, transaction
 from publisher.delivery import store
 from publisher.delivery.models import (
-    DONE,
-    ENQUEUING,
-    OPEN,
-    SENDING,
     Edition,
-    EditionVariant,
 )
 from publisher.errors import UsageError
 from publisher.site import Site
@@ -188,42 +181,12 @@ async def open_edition(
     if frequency not in planning.FREQUENCIES:
         raise UsageError(f"not a digest frequency: {frequency!r} (use daily or weekly)")
     key = planning.period_key(frequency, local_date)
-    for _ in range(2):
-        async with transaction(site.engine) as session:
-            found = await session.scalar(sa.select(Edition).where(Edition.period_key == key))
-            if found is not None:
-                if enqueuing:
-                    found.status = ENQUEUING
-                    found.window_end = now
-                    found.finished_at = None
-                return found
-        try:
-            async with transaction(site.engine) as session:
-                edition = Edition(
-                    period_key=key,
-                    frequency=frequency,
-                    status=ENQUEUING if enqueuing else OPEN,
-                    window_end=now,
-                    created_at=now,
-                    last_error="",
-                )
-                session.add(edition)
-            return edition
-        except IntegrityError:
-            continue  # another process opened it a moment ago; read theirs
-    raise RuntimeError(f"edition {key} could neither be created nor read")
+    return await store.open_edition_row(site, key, frequency, now, enqueuing=enqueuing)
 
 
 async def get_edition(site: Site, period_key: str | None = None) -> Edition | None:
     """Return the named edition, or the most recently created one."""
-    async with transaction(site.engine) as session:
-        query = sa.select(Edition)
-        if period_key:
-            query = query.where(Edition.period_key == period_key)
-        else:
-            query = query.order_by(Edition.created_at.desc(), Edition.id.desc()).limit(1)
-        found: Edition | None = await session.scalar(query)
-        return found
+    return await store.get_edition(site, period_key)
 
 
 async def _candidates(site: Site, since: datetime, now: datetime) -> list[_Candidate]:
@@ -363,13 +326,13 @@ async def enqueue(
     planner = Planner(site, edition.frequency, now, candidates)
     variant_ids: dict[str, int] = {}
     if not dry_run:
-        variant_ids = await _existing_variants(site, edition.id)
+        variant_ids = await store.variant_ids(site, edition.id)
     ids = MessageIds(site, edition.period_key)
     # Only an enqueue for every zone marks the edition for resumption: deliver() finishes
     # it for every zone. A zone-limited one (a scheduler tick) is redone by the next tick,
     # which knows which zones are due; resuming it for all would mail readers early.
     if not dry_run and timezones is None:
-        await _mark_enqueuing(site, edition, now)
+        await store.mark_enqueuing(site, edition, now)
     async with transaction(site.engine) as session:
         span = await repository.due_id_span(session, frequency=edition.frequency, joined_before=now)
     first, last = span or (1, 0)
@@ -386,7 +349,7 @@ async def enqueue(
             known = dict(variant_ids)
             part = EnqueueReport(edition.id, edition.period_key)
             try:
-                async with _chunk_transaction(site) as session:
+                async with store.enqueue_transaction(site) as session:
                     start = await _enqueue_chunk(
                         site, session, chunk, planner, part, known, ids, zones, dry_run
                     )
@@ -422,7 +385,7 @@ async def enqueue(
             if isinstance(result, BaseException):
                 raise result
     if not dry_run and edition.id is not None:
-        await _mark_sending(
+        await store.mark_sending(
             site, edition, earliest, now, report.queued > 0, zone_limited=timezones is not None
         )
     return report
@@ -468,7 +431,15 @@ async def _enqueue_chunk(
     for key, (plan, members) in variants.items():
         variant_id = variant_ids.get(key)
         if variant_id is None:
-            variant_id = await _add_variant(site, session, chunk.edition.id, plan)
+            variant_id = await store.add_variant(
+                site,
+                session,
+                chunk.edition.id,
+                plan.key,
+                plan.language,
+                plan.article_ids,
+                plan.more_count,
+            )
             variant_ids[key] = variant_id
         report.queued += await store.insert_digests(
             session,
@@ -520,109 +491,7 @@ class _Chunk:
         )
 
 
-@asynccontextmanager
-async def _chunk_transaction(site: Site) -> AsyncIterator[AsyncSession]:
-    """Open one chunk's transaction, in which grouping and inserting see the same readers.
-
-    PostgreSQL: REPEATABLE READ, so a reader who changes language between the grouping
-    and the INSERT ... SELECT is still matched by their group (under READ COMMITTED they
-    would match no group and miss the edition). SQLite: the write lock is taken first
-    (BEGIN IMMEDIATE), so nothing changes in between.
-    """
-    async with session_factory(site.engine)() as session:
-        if is_sqlite(site.settings.database.url):
-            connection = await session.connection()
-            await connection.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        await session.commit()
-
-
-async def _existing_variants(site: Site, edition_id: int) -> dict[str, int]:
-    async with transaction(site.engine) as session:
-        rows = await session.execute(
-            sa.select(EditionVariant.variant_key, EditionVariant.id).where(
-                EditionVariant.edition_id == edition_id
-            )
-        )
-        return {key: id for key, id in rows}
-
-
-async def _add_variant(site: Site, session: Any, edition_id: int, plan: Plan) -> int:
-    values = {
-        "edition_id": edition_id,
-        "variant_key": plan.key,
-        "language": plan.language,
-        "article_ids": list(plan.article_ids),
-        "more_count": plan.more_count,
-    }
-    statement = (
-        sqlite.insert(EditionVariant)
-        if is_sqlite(site.settings.database.url)
-        else postgresql.insert(EditionVariant)
-    )
-    # Two processes enqueueing the same edition may meet here; the first one's row wins.
-    await session.execute(statement.values(values).on_conflict_do_nothing())
-    found = await session.scalar(
-        sa.select(EditionVariant.id)
-        .where(EditionVariant.edition_id == edition_id)
-        .where(EditionVariant.variant_key == plan.key)
-    )
-    return int(found)
-
-
-async def _mark_sending(
-    site: Site,
-    edition: Edition,
-    earliest: datetime | None,
-    now: datetime,
-    added: bool,
-    *,
-    zone_limited: bool,
-) -> None:
-    async with transaction(site.engine) as session:
-        current = await session.get(Edition, edition.id, with_for_update=True)
-        if current is None:
-            return
-        if earliest is not None and (
-            current.window_start is None or earliest < current.window_start
-        ):
-            current.window_start = earliest
-        if zone_limited and current.status == ENQUEUING:
-            # An enqueue for every zone is unfinished (interrupted, or running elsewhere):
-            # keep its mark and its cutoff so deliver() resumes it exactly as it began.
-            pass
-        else:
-            current.window_end = max(current.window_end, now)
-            if current.status in (OPEN, ENQUEUING) or (added and current.status == DONE):
-                current.status = SENDING
-                current.finished_at = None
-        edition.status = current.status
-        edition.window_start = current.window_start
-        edition.window_end = current.window_end
-
-
-async def _mark_enqueuing(site: Site, edition: Edition, now: datetime) -> None:
-    # Until the last batch is written, a crash leaves this mark: deliver() finishes the
-    # job with the same cutoff, so nobody is missed and nobody who joined later is added.
-    async with transaction(site.engine) as session:
-        await session.execute(
-            sa.update(Edition)
-            .where(Edition.id == edition.id)
-            .values(status=ENQUEUING, window_end=now, finished_at=None)
-        )
-    edition.status = ENQUEUING
-
-
 async def resume_enqueues(site: Site) -> list[EnqueueReport]:
     """Finish writing the recipients of editions whose enqueue was interrupted."""
-    async with transaction(site.engine) as session:
-        unfinished = list(
-            await session.scalars(sa.select(Edition).where(Edition.status == ENQUEUING))
-        )
+    unfinished = await store.enqueuing_editions(site)
     return [await enqueue(site, edition, edition.window_end) for edition in unfinished]

@@ -24,7 +24,8 @@ import secrets
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
@@ -32,20 +33,24 @@ from typing import Any, Protocol, cast
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from publisher.db import is_sqlite, sqlite_path, transaction
+from publisher.db import is_sqlite, session_factory, sqlite_path, transaction
 from publisher.delivery.models import (
     CANCELLED,
     CLAIMED,
     DONE,
+    ENQUEUING,
     FAILED,
+    OPEN,
     QUEUED,
     RETRYING,
     SENDING,
     SENT,
     WAITING,
     Edition,
+    EditionVariant,
     MailKind,
     OutboxRow,
 )
@@ -526,6 +531,170 @@ def open_store(
     """Return the delivery store for the site's database (``kinds``: what this worker sends)."""
     backend = SqliteStore if is_sqlite(site.settings.database.url) else PostgresStore
     return backend(site, worker_id, kinds)
+
+
+# -- editions: every read and write of them goes through here ------------------------
+
+
+async def open_edition_row(
+    site: Site, key: str, frequency: str, now: datetime, *, enqueuing: bool
+) -> Edition:
+    """Return the edition with this period key, creating it once (see open_edition)."""
+    for _ in range(2):
+        async with transaction(site.engine) as session:
+            found = await session.scalar(sa.select(Edition).where(Edition.period_key == key))
+            if found is not None:
+                if enqueuing:
+                    found.status = ENQUEUING
+                    found.window_end = now
+                    found.finished_at = None
+                return found
+        try:
+            async with transaction(site.engine) as session:
+                edition = Edition(
+                    period_key=key,
+                    frequency=frequency,
+                    status=ENQUEUING if enqueuing else OPEN,
+                    window_end=now,
+                    created_at=now,
+                    last_error="",
+                )
+                session.add(edition)
+            return edition
+        except IntegrityError:
+            continue  # another process opened it a moment ago; read theirs
+    raise RuntimeError(f"edition {key} could neither be created nor read")
+
+
+async def get_edition(site: Site, period_key: str | None = None) -> Edition | None:
+    """Return the named edition, or the most recently created one."""
+    async with transaction(site.engine) as session:
+        query = sa.select(Edition)
+        if period_key:
+            query = query.where(Edition.period_key == period_key)
+        else:
+            query = query.order_by(Edition.created_at.desc(), Edition.id.desc()).limit(1)
+        found: Edition | None = await session.scalar(query)
+        return found
+
+
+async def variant_ids(site: Site, edition_id: int) -> dict[str, int]:
+    """Return an edition's variants' ids by key."""
+    async with transaction(site.engine) as session:
+        rows = await session.execute(
+            sa.select(EditionVariant.variant_key, EditionVariant.id).where(
+                EditionVariant.edition_id == edition_id
+            )
+        )
+        return {key: id for key, id in rows}
+
+
+async def add_variant(
+    site: Site,
+    session: AsyncSession,
+    edition_id: int,
+    key: str,
+    language: str,
+    article_ids: Sequence[int],
+    more_count: int,
+) -> int:
+    """Add one variant to an edition (or find the one another process added); return its id."""
+    values = {
+        "edition_id": edition_id,
+        "variant_key": key,
+        "language": language,
+        "article_ids": list(article_ids),
+        "more_count": more_count,
+    }
+    statement = (
+        sqlite.insert(EditionVariant)
+        if is_sqlite(site.settings.database.url)
+        else postgresql.insert(EditionVariant)
+    )
+    # Two processes enqueueing the same edition may meet here; the first one's row wins.
+    await session.execute(statement.values(values).on_conflict_do_nothing())
+    found = await session.scalar(
+        sa.select(EditionVariant.id)
+        .where(EditionVariant.edition_id == edition_id)
+        .where(EditionVariant.variant_key == key)
+    )
+    if found is None:
+        raise RuntimeError(f"variant {key} of edition {edition_id} could not be written")
+    return int(found)
+
+
+async def mark_sending(
+    site: Site,
+    edition: Edition,
+    earliest: datetime | None,
+    now: datetime,
+    added: bool,
+    *,
+    zone_limited: bool,
+) -> None:
+    """Record that an enqueue finished: its window, and the edition now sending."""
+    async with transaction(site.engine) as session:
+        current = await session.get(Edition, edition.id, with_for_update=True)
+        if current is None:
+            return
+        if earliest is not None and (
+            current.window_start is None or earliest < current.window_start
+        ):
+            current.window_start = earliest
+        if zone_limited and current.status == ENQUEUING:
+            # An enqueue for every zone is unfinished (interrupted, or running elsewhere):
+            # keep its mark and its cutoff so deliver() resumes it exactly as it began.
+            pass
+        else:
+            current.window_end = max(current.window_end, now)
+            if current.status in (OPEN, ENQUEUING) or (added and current.status == DONE):
+                current.status = SENDING
+                current.finished_at = None
+        edition.status = current.status
+        edition.window_start = current.window_start
+        edition.window_end = current.window_end
+
+
+async def mark_enqueuing(site: Site, edition: Edition, now: datetime) -> None:
+    """Mark an edition as being enqueued for every zone, with its cutoff."""
+    # Until the last batch is written, a crash leaves this mark: deliver() finishes the
+    # job with the same cutoff, so nobody is missed and nobody who joined later is added.
+    async with transaction(site.engine) as session:
+        await session.execute(
+            sa.update(Edition)
+            .where(Edition.id == edition.id)
+            .values(status=ENQUEUING, window_end=now, finished_at=None)
+        )
+    edition.status = ENQUEUING
+
+
+@asynccontextmanager
+async def enqueue_transaction(site: Site) -> AsyncIterator[AsyncSession]:
+    """Open one enqueue chunk's transaction: grouping and inserting see the same readers.
+
+    PostgreSQL: REPEATABLE READ, so a reader who changes language between the grouping
+    and the INSERT ... SELECT is still matched by their group (under READ COMMITTED they
+    would match no group and miss the edition). SQLite: the write lock is taken first
+    (BEGIN IMMEDIATE), so nothing changes in between.
+    """
+    async with session_factory(site.engine)() as session:
+        if is_sqlite(site.settings.database.url):
+            connection = await session.connection()
+            await connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+
+
+async def enqueuing_editions(site: Site) -> list[Edition]:
+    """Return the editions whose enqueue for every zone has not finished."""
+    async with transaction(site.engine) as session:
+        return list(await session.scalars(sa.select(Edition).where(Edition.status == ENQUEUING)))
 
 
 def bounce_kind(response: str) -> bounces.Kind:

@@ -26,7 +26,7 @@ from publisher.render.dkim import (
     verify,
 )
 from publisher.render.message import MessageTemplate, build_digest_template, list_id
-from publisher.render.transactional import build_confirmation
+from publisher.render.transactional import Notice, build_notice
 from tests.render_support import (
     frozen_clock,
     make_digest,
@@ -138,12 +138,13 @@ def test_tampering_breaks_the_signature(
 
 def test_notices_are_signed_too(tmp_path: Path, key_pair: tuple[Path, bytes]) -> None:
     key, record = key_pair
-    message = build_confirmation(
+    message = build_notice(
         _settings(tmp_path, key),
+        Notice.CONFIRMATION,
         email="budi@example.net",
         name="Budi",
         language="id",
-        confirm_url="https://news.example.org/confirm/abc",
+        urls={"action_url": "https://news.example.org/confirm/abc"},
         message_id="<c1@news.example.org>",
     )
     assert verify(message, _dns(record))  # type: ignore[arg-type]

@@ -18,11 +18,7 @@ import pytest
 
 from publisher.render.digest import COLORS, alt_text, render_digest
 from publisher.render.message import build_digest_template
-from publisher.render.transactional import (
-    build_already_subscribed,
-    build_confirmation,
-    build_unsubscribed,
-)
+from publisher.render.transactional import Notice, build_notice
 from tests.render_support import make_digest, make_settings, recipient, sample_articles
 
 BASE = "https://news.example.org"
@@ -56,16 +52,21 @@ def messages() -> dict[str, bytes]:
         "digest": build_digest_template(settings, digest).personalize(
             recipient(1, mail_token=TOKEN)
         ),
-        "confirmation": build_confirmation(
-            settings, confirm_url=f"{BASE}/confirm/abc.def", **common
+        "confirmation": build_notice(
+            settings, Notice.CONFIRMATION, urls={"action_url": f"{BASE}/confirm/abc.def"}, **common
         ),
-        "already": build_already_subscribed(
+        "already": build_notice(
             settings,
-            preferences_url=f"{BASE}/preferences/p.1",
-            unsubscribe_url=f"{BASE}/unsubscribe/u.1",
+            Notice.ALREADY_SUBSCRIBED,
+            urls={
+                "preferences_url": f"{BASE}/preferences/p.1",
+                "unsubscribe_url": f"{BASE}/unsubscribe/u.1",
+            },
             **common,
         ),
-        "unsubscribed": build_unsubscribed(settings, resubscribe_url=f"{BASE}/subscribe", **common),
+        "unsubscribed": build_notice(
+            settings, Notice.UNSUBSCRIBED, urls={"action_url": f"{BASE}/subscribe"}, **common
+        ),
     }
 
 

@@ -9,12 +9,7 @@ from email.message import EmailMessage
 import pytest
 
 from publisher.errors import InputError
-from publisher.render.transactional import (
-    build_already_subscribed,
-    build_confirmation,
-    build_unsubscribed,
-    build_welcome,
-)
+from publisher.render.transactional import Notice, build_notice
 from tests.render_support import frozen_clock, make_settings
 
 CONFIRM = "https://news.example.org/confirm/MTIz.abc-DEF_123"
@@ -37,12 +32,13 @@ def _parts(message: bytes) -> tuple[EmailMessage, str, str]:
     ],
 )
 def test_confirmation(language: str, subject: str, button: str) -> None:
-    message = build_confirmation(
+    message = build_notice(
         make_settings(),
+        Notice.CONFIRMATION,
         email="siti@example.net",
         name="Siti",
         language=language,
-        confirm_url=CONFIRM,
+        urls={"action_url": CONFIRM},
         message_id="<confirm.1@news.example.org>",
         clock=frozen_clock(),
     )
@@ -62,12 +58,13 @@ def test_confirmation(language: str, subject: str, button: str) -> None:
 
 
 def test_confirmation_in_indonesian_is_natural() -> None:
-    message = build_confirmation(
+    message = build_notice(
         make_settings(),
+        Notice.CONFIRMATION,
         email="budi@example.net",
         name="",
         language="id-ID",
-        confirm_url=CONFIRM,
+        urls={"action_url": CONFIRM},
         message_id="<c2@news.example.org>",
     )
     _, text, _ = _parts(message)
@@ -78,13 +75,16 @@ def test_confirmation_in_indonesian_is_natural() -> None:
 
 def test_already_subscribed_and_unsubscribed() -> None:
     settings = make_settings()
-    message = build_already_subscribed(
+    message = build_notice(
         settings,
+        Notice.ALREADY_SUBSCRIBED,
         email="siti@example.net",
         name="Siti",
         language="id",
-        preferences_url="https://news.example.org/preferences/p1",
-        unsubscribe_url="https://news.example.org/unsubscribe/u1",
+        urls={
+            "preferences_url": "https://news.example.org/preferences/p1",
+            "unsubscribe_url": "https://news.example.org/unsubscribe/u1",
+        },
         message_id="<a1@news.example.org>",
     )
     parsed, text, markup = _parts(message)
@@ -92,12 +92,13 @@ def test_already_subscribed_and_unsubscribed() -> None:
     assert 'href="https://news.example.org/preferences/p1"' in markup
     assert 'href="https://news.example.org/unsubscribe/u1"' in markup
     assert "https://news.example.org/unsubscribe/u1" in text
-    message = build_unsubscribed(
+    message = build_notice(
         settings,
+        Notice.UNSUBSCRIBED,
         email="siti@example.net",
         name="Siti",
         language="en",
-        resubscribe_url="https://news.example.org/subscribe",
+        urls={"action_url": "https://news.example.org/subscribe"},
         message_id="<u1@news.example.org>",
     )
     parsed, text, markup = _parts(message)
@@ -114,13 +115,16 @@ def test_already_subscribed_and_unsubscribed() -> None:
     ],
 )
 def test_welcome_in_both_languages(language: str, subject: str, sentence: str) -> None:
-    message = build_welcome(
+    message = build_notice(
         make_settings(),
+        Notice.WELCOME,
         email="siti@example.net",
         name="Siti",
         language=language,
-        preferences_url="https://news.example.org/preferences/p1",
-        unsubscribe_url="https://news.example.org/unsubscribe/u1",
+        urls={
+            "preferences_url": "https://news.example.org/preferences/p1",
+            "unsubscribe_url": "https://news.example.org/unsubscribe/u1",
+        },
         message_id="<w1@news.example.org>",
     )
     parsed, text, markup = _parts(message)
@@ -133,20 +137,22 @@ def test_welcome_in_both_languages(language: str, subject: str, sentence: str) -
 
 def test_notices_are_compiled_once_and_personalized() -> None:
     settings = make_settings()
-    first = build_confirmation(
+    first = build_notice(
         settings,
+        Notice.CONFIRMATION,
         email="a@example.net",
         name="<b>A</b>",
         language="id",
-        confirm_url=CONFIRM + "1",
+        urls={"action_url": CONFIRM + "1"},
         message_id="<1@x.example>",
     )
-    second = build_confirmation(
+    second = build_notice(
         settings,
+        Notice.CONFIRMATION,
         email="b@example.net",
         name="B",
         language="id",
-        confirm_url=CONFIRM + "2",
+        urls={"action_url": CONFIRM + "2"},
         message_id="<2@x.example>",
     )
     _, _, first_html = _parts(first)
@@ -159,11 +165,25 @@ def test_notices_are_compiled_once_and_personalized() -> None:
 
 def test_hostile_confirm_url_is_rejected() -> None:
     with pytest.raises(InputError):
-        build_confirmation(
+        build_notice(
             make_settings(),
+            Notice.CONFIRMATION,
             email="a@example.net",
             name="",
             language="id",
-            confirm_url='javascript:alert("x")',
+            urls={"action_url": 'javascript:alert("x")'},
+            message_id="<1@x.example>",
+        )
+
+
+def test_a_notice_refuses_the_wrong_links() -> None:
+    with pytest.raises(ValueError, match="welcome needs the links"):
+        build_notice(
+            make_settings(),
+            Notice.WELCOME,
+            email="a@example.net",
+            name="",
+            language="id",
+            urls={"action_url": CONFIRM},
             message_id="<1@x.example>",
         )

@@ -164,22 +164,18 @@ class Composer:
             "message_id": job.message_id,
             "bounce_token": self.return_paths.token(subscriber, _message_ref(job)),
         }
-        if job.kind == MailKind.CONFIRMATION:
-            return transactional.build_confirmation(
-                settings, confirm_url=f"{base}/confirm/{tokens.confirm(subscriber)}", **common
-            )
-        if job.kind == MailKind.UNSUBSCRIBED:
-            return transactional.build_unsubscribed(
-                settings, resubscribe_url=f"{base}/subscribe", **common
-            )
-        preferences = f"{base}/preferences/{tokens.preferences(subscriber)}"
-        unsubscribe = f"{base}/unsubscribe/{tokens.unsubscribe(subscriber)}"
-        build = (
-            transactional.build_welcome
-            if job.kind == MailKind.WELCOME
-            else transactional.build_already_subscribed
-        )
-        return build(settings, preferences_url=preferences, unsubscribe_url=unsubscribe, **common)
+        notice = transactional.Notice(job.kind)
+        urls: dict[str, str]
+        if notice is transactional.Notice.CONFIRMATION:
+            urls = {"action_url": f"{base}/confirm/{tokens.confirm(subscriber)}"}
+        elif notice is transactional.Notice.UNSUBSCRIBED:
+            urls = {"action_url": f"{base}/subscribe"}
+        else:
+            urls = {
+                "preferences_url": f"{base}/preferences/{tokens.preferences(subscriber)}",
+                "unsubscribe_url": f"{base}/unsubscribe/{tokens.unsubscribe(subscriber)}",
+            }
+        return transactional.build_notice(settings, notice, urls=urls, **common)
 
     def return_path(self, job: Job) -> str:
         """Return the job's envelope sender: the VERP address naming its reader and message."""

@@ -7,8 +7,9 @@ in the reader's slots, so a burst of sign-ups costs microseconds per message.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from publisher.clock import Clock
@@ -21,10 +22,23 @@ from publisher.render.message import MessageTemplate
 from publisher.render.mjml import compile_mjml
 from publisher.render.templates import environment, render, template_source
 
-CONFIRMATION = "confirmation"
-ALREADY_SUBSCRIBED = "already_subscribed"
-UNSUBSCRIBED = "unsubscribed"
-WELCOME = "welcome"
+
+class Notice(StrEnum):
+    """Which notice of the subscription flow (the same words as delivery's mail kinds)."""
+
+    CONFIRMATION = "confirmation"
+    ALREADY_SUBSCRIBED = "already_subscribed"
+    UNSUBSCRIBED = "unsubscribed"
+    WELCOME = "welcome"
+
+
+#: The links each notice fills in: confirm or resubscribe, or preferences plus unsubscribe.
+LINKS: dict[Notice, frozenset[str]] = {
+    Notice.CONFIRMATION: frozenset({"action_url"}),
+    Notice.UNSUBSCRIBED: frozenset({"action_url"}),
+    Notice.ALREADY_SUBSCRIBED: frozenset({"preferences_url", "unsubscribe_url"}),
+    Notice.WELCOME: frozenset({"preferences_url", "unsubscribe_url"}),
+}
 
 
 @dataclass(frozen=True)
@@ -37,93 +51,24 @@ _cache: dict[tuple[int, str, str], tuple[Settings, MessageTemplate]] = {}
 _lock = threading.Lock()
 
 
-def build_confirmation(
+def build_notice(
     settings: Settings,
+    kind: Notice,
     *,
     email: str,
     name: str,
     language: str,
-    confirm_url: str,
+    urls: Mapping[str, str],
     message_id: str,
     clock: Clock | None = None,
     bounce_token: str = "",
 ) -> bytes:
-    """Return the double opt-in email asking the reader to confirm their address."""
-    template = notice_template(settings, CONFIRMATION, language, clock=clock)
+    """Return one notice for one reader, its links filled in from `urls`."""
+    if set(urls) != LINKS[kind]:
+        raise ValueError(f"{kind} needs the links {sorted(LINKS[kind])}, got {sorted(urls)}")
+    template = notice_template(settings, kind, language, clock=clock)
     return template.fill(
-        email=email,
-        name=name,
-        message_id=message_id,
-        urls={"action_url": confirm_url},
-        bounce_token=bounce_token,
-    )
-
-
-def build_already_subscribed(
-    settings: Settings,
-    *,
-    email: str,
-    name: str,
-    language: str,
-    preferences_url: str,
-    unsubscribe_url: str,
-    message_id: str,
-    clock: Clock | None = None,
-    bounce_token: str = "",
-) -> bytes:
-    """Return the note sent when an active reader subscribes again."""
-    template = notice_template(settings, ALREADY_SUBSCRIBED, language, clock=clock)
-    return template.fill(
-        email=email,
-        name=name,
-        message_id=message_id,
-        urls={"preferences_url": preferences_url, "unsubscribe_url": unsubscribe_url},
-        bounce_token=bounce_token,
-    )
-
-
-def build_unsubscribed(
-    settings: Settings,
-    *,
-    email: str,
-    name: str,
-    language: str,
-    resubscribe_url: str,
-    message_id: str,
-    clock: Clock | None = None,
-    bounce_token: str = "",
-) -> bytes:
-    """Return the acknowledgement that a reader has left."""
-    template = notice_template(settings, UNSUBSCRIBED, language, clock=clock)
-    return template.fill(
-        email=email,
-        name=name,
-        message_id=message_id,
-        urls={"action_url": resubscribe_url},
-        bounce_token=bounce_token,
-    )
-
-
-def build_welcome(
-    settings: Settings,
-    *,
-    email: str,
-    name: str,
-    language: str,
-    preferences_url: str,
-    unsubscribe_url: str,
-    message_id: str,
-    clock: Clock | None = None,
-    bounce_token: str = "",
-) -> bytes:
-    """Return the note sent once, when a reader confirms their subscription."""
-    template = notice_template(settings, WELCOME, language, clock=clock)
-    return template.fill(
-        email=email,
-        name=name,
-        message_id=message_id,
-        urls={"preferences_url": preferences_url, "unsubscribe_url": unsubscribe_url},
-        bounce_token=bounce_token,
+        email=email, name=name, message_id=message_id, urls=dict(urls), bounce_token=bounce_token
     )
 
 
@@ -195,7 +140,7 @@ def notice_context(
     action: _Link | None = None
     secondary: list[_Link] = []
     show_email = False
-    if kind == CONFIRMATION:
+    if kind == Notice.CONFIRMATION:
         subject = _("Please confirm your subscription to %(site)s") % values
         paragraphs = [
             _(
@@ -211,7 +156,7 @@ def notice_context(
             "If you did not ask to subscribe, ignore this email: you will not be "
             "subscribed and will not hear from us again."
         )
-    elif kind == ALREADY_SUBSCRIBED:
+    elif kind == Notice.ALREADY_SUBSCRIBED:
         subject = _("You are already subscribed to %(site)s") % values
         paragraphs = [
             _(
@@ -223,7 +168,7 @@ def notice_context(
         action = _Link(_("Manage preferences"), tokens["preferences_url"])
         secondary = [_Link(_("Unsubscribe"), tokens["unsubscribe_url"])]
         footer = _("If you did not ask for this, you can safely ignore this email.")
-    elif kind == WELCOME:
+    elif kind == Notice.WELCOME:
         subject = _("Welcome to %(site)s") % values
         paragraphs = [
             _(
@@ -236,7 +181,7 @@ def notice_context(
         action = _Link(_("Manage preferences"), tokens["preferences_url"])
         secondary = [_Link(_("Unsubscribe"), tokens["unsubscribe_url"])]
         footer = _("You receive this email because you confirmed your subscription.")
-    elif kind == UNSUBSCRIBED:
+    elif kind == Notice.UNSUBSCRIBED:
         subject = _("You have unsubscribed from %(site)s") % values
         paragraphs = [
             _(

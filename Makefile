@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest system-deps venv bench clean
+.PHONY: demo install test lint typecheck pytest system-deps venv bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@ $(DEMO_STAMP)
 
 venv: $(STAMP)
+
+# .venv with Publisher alone (no dev extras): `. .venv/bin/activate` then puts
+# `publisher` on the PATH, as README.md's "Using it" does.
+install: $(DEMO_STAMP)
 
 # Debian packages the tests need: PostgreSQL (throwaway cluster), Chromium (browser
 # tests) and Postfix's smtp-sink (delivery benchmark). Installed only when missing.

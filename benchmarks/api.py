@@ -35,6 +35,7 @@ from publisher.accounts import tokens, users
 from publisher.accounts.models import Role
 from publisher.cli.init import init_site
 from publisher.config import load_settings
+from publisher.content import search
 from publisher.content.models import Article, ArticleTag, SiteState
 from publisher.db import create_sync_engine, transaction
 from publisher.delivery.models import Edition, EditionVariant, OutboxRow
@@ -87,6 +88,13 @@ def fill_articles(engine: sa.Engine, count: int) -> None:
             connection.execute(sa.insert(Article), rows)
             connection.execute(sa.insert(ArticleTag), tag_rows)
         connection.execute(sa.insert(SiteState), [{"key": "content_version", "value": 1}])
+        # Bulk rows bypass the store's one writer: index their titles as the migration does.
+        began = time.perf_counter()
+        search.rebuild(connection)
+        print(
+            f"[{engine.dialect.name}] title index built for {count:,} articles in "
+            f"{time.perf_counter() - began:.1f} s (the backfill of migration 0007_search)"
+        )
 
 
 def fill_subscribers(engine: sa.Engine, count: int) -> None:
@@ -179,7 +187,17 @@ def requests() -> list[tuple[str, str, dict[str, Any], float]]:
         ("articles ?author=maria-lede", "/api/v1/articles", {"author": "Maria Lede"}),
         ("articles ?lang=en", "/api/v1/articles", {"lang": "en"}),
         ("articles ?q=politik", "/api/v1/articles", {"q": "politik"}),
+        ("articles ?q=politik, deep cursor", "/api/v1/articles", {"q": "politik",
+                                                                   "cursor": deep_article}),
         ("articles ?q=nomor 99999 (one match)", "/api/v1/articles", {"q": "nomor 99999 "}),
+        ("articles ?q=b (one letter: every title)", "/api/v1/articles", {"q": "b"}),
+        ("articles ?q=zzz (no match)", "/api/v1/articles", {"q": "zzz"}),
+        ("articles ?q=\"Berita\" AND (NEAR* (hostile syntax)", "/api/v1/articles",
+         {"q": '"Berita" AND (NEAR*'}),
+        ("articles ?q=tentang&status=draft", "/api/v1/articles", {"q": "tentang",
+                                                                   "status": "draft"}),
+        ("articles ?q=tentang&tag=budaya", "/api/v1/articles", {"q": "tentang",
+                                                                 "tag": "budaya"}),
         ("subscribers, first page", "/api/v1/subscribers", {}),
         ("subscribers, deep cursor", "/api/v1/subscribers", {"cursor": pagination.encode(
             "subscribers", 50_000)}),
@@ -188,6 +206,12 @@ def requests() -> list[tuple[str, str, dict[str, Any], float]]:
          {"lang": "en", "timezone": "Asia/Jayapura"}),
         ("subscribers ?frequency=weekly", "/api/v1/subscribers", {"frequency": "weekly"}),
         ("subscribers ?topic=politik", "/api/v1/subscribers", {"topic": "politik"}),
+        ("subscribers ?topic=politik, deep cursor", "/api/v1/subscribers", {"topic": "politik",
+         "cursor": pagination.encode("subscribers", 50_000)}),
+        ("subscribers ?topic=politik&status=pending", "/api/v1/subscribers",
+         {"topic": "politik", "status": "pending"}),
+        ("subscribers ?topic=nobody-follows (no match)", "/api/v1/subscribers",
+         {"topic": "nobody-follows"}),
         ("subscribers ?timezone=Europe/Berlin (no match: walks every row)", "/api/v1/subscribers",
          {"timezone": "Europe/Berlin"}),
         ("editions (one with 100,000 messages)", "/api/v1/editions", {}),
@@ -273,7 +297,7 @@ def main() -> None:
             )
             with running(Site.from_settings(settings)) as base:
                 for name, median, budget, items in time_requests(base, token, args.repeat):
-                    verdict = "OK" if median <= budget else "OVER BUDGET"
+                    verdict = "PASS" if median <= budget else "FAIL"
                     failed = failed or median > budget
                     print(
                         f"[{label}] GET {name}: {median:.1f} ms median of {args.repeat} "

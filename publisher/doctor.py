@@ -110,17 +110,23 @@ def _permissions(settings: Settings, config: Path) -> list[Check]:
 def _database(settings: Settings) -> Check:
     url = settings.database.url
     try:
-        current = db.current_revision(url)
-        head = db.head_revision()
+        schema = db.schema_status(url)
     except PublisherError as exc:
         return Check(Status.FAIL, "database", str(exc))
-    if current == head:
-        return Check(Status.OK, "database", f"reachable, migrations current ({head})")
+    if schema.state is db.SchemaState.CURRENT:
+        return Check(Status.OK, "database", f"reachable, migrations current ({schema.head})")
+    if schema.state is db.SchemaState.AHEAD:
+        return Check(
+            Status.WARN,
+            "database",
+            f"reachable, at {schema.current}, newer than this release ({schema.head}): "
+            "fine while a rolling upgrade is under way; install the new release here",
+        )
     return Check(
         Status.FAIL,
         "database",
-        f"reachable but at {current or 'no schema'}, code needs {head} "
-        "(run `publisher db upgrade`)",
+        f"reachable but at {schema.current or 'no schema'}, code needs {schema.head}: "
+        f"{len(schema.pending)} pending (run `publisher db upgrade`)",
     )
 
 

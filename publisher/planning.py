@@ -122,6 +122,31 @@ def period_key(frequency: str, local_date: date) -> str:
 
 
 _EDITION_SLUG = re.compile(r"^(daily|weekly)-(\d{4}-\d{2}-\d{2})$")
+_ANNOUNCEMENT_SLUG = re.compile(r"^announcement-([1-9][0-9]{0,17})$")
+
+#: The "frequency" of an announcement's edition: sent once, never on a schedule.
+ANNOUNCEMENT = "announcement"
+#: The furthest any zone's wall clock lags UTC (Etc/GMT+12, Baker Island): once a local
+#: time has passed there, it has passed in every zone.
+LATEST_OFFSET = timedelta(hours=12)
+
+
+def announcement_key(announcement_id: int) -> str:
+    """Return the edition key of an announcement ("announcement:12")."""
+    return f"{ANNOUNCEMENT}:{announcement_id}"
+
+
+def announcement_zones_due(
+    local_date: date, send_time: time, zones: Iterable[str], now: datetime
+) -> set[str]:
+    """Return the zones whose wall clock has reached ``send_time`` on ``local_date`` at ``now``."""
+    now = _require_aware(now)
+    return {name for name in zones if now >= send_instant(local_date, send_time, zone(name))}
+
+
+def announcement_everywhere_at(local_date: date, send_time: time) -> datetime:
+    """Return the UTC instant by which ``send_time`` on ``local_date`` has come in every zone."""
+    return datetime.combine(local_date, send_time, tzinfo=UTC) + LATEST_OFFSET
 
 
 def edition_slug(period_key: str) -> str:
@@ -131,6 +156,9 @@ def edition_slug(period_key: str) -> str:
 
 def period_key_of(slug: str) -> str | None:
     """Return the period key a URL segment names, or None when it names none."""
+    announced = _ANNOUNCEMENT_SLUG.match(slug[:40])
+    if announced is not None:
+        return announcement_key(int(announced[1]))
     found = _EDITION_SLUG.match(slug[:40])
     if found is None:
         return None

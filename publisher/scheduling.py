@@ -32,7 +32,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from publisher import db, metrics, planning
 from publisher.config import Settings
 from publisher.content.models import PUBLISHED, Article
-from publisher.delivery import store
+from publisher.delivery import announcements, store
 from publisher.delivery.editions import DEFAULT_WINDOW, EnqueueReport, enqueue, open_edition
 from publisher.delivery.worker import DeliveryReport, deliver
 from publisher.errors import LockBusy, LockedError
@@ -100,6 +100,8 @@ class TickReport:
     groups: list[GroupResult] = field(default_factory=list)
     delivery: DeliveryReport | None = None
     note: str = ""
+    #: One line per announcement that had readers written this tick.
+    announcements: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """Describe the tick in one line."""
@@ -115,6 +117,8 @@ class TickReport:
                 )
                 for result in self.groups
             )
+        if self.announcements:
+            due += "; " + "; ".join(self.announcements)
         if self.delivery is not None:
             due += f"; delivery: {self.delivery}"
         if self.note:
@@ -202,6 +206,8 @@ async def run_tick(
         edition = await open_edition(site, group.frequency, group.local_date, now)
         queued = await enqueue(site, edition, group.send_at, timezones=list(group.timezones))
         report.groups.append(GroupResult(group, edition.id, queued))
+    # Announcements sent at a local time: each zone whose time has come (same tick rule).
+    report.announcements = await announcements.run_due(site, now)
     try:
         report.delivery = await deliver(site, stop=stop, until_idle=True)
     except LockedError as exc:

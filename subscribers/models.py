@@ -64,6 +64,21 @@ class Subscriber(Base):
     )
 
 
+class SubscriberTopic(Base):
+    """One (topic, reader) pair, kept by database triggers from ``subscribers.topics``.
+
+    The topic filter walks this table's primary key newest reader first, on SQLite and
+    PostgreSQL alike; triggers keep it whichever code writes the JSON list (ORM, CSV).
+    """
+
+    __tablename__ = "subscriber_topics"
+
+    topic: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
 class Suppression(Base):
     """An address never to be mailed again, kept as a hash so it outlives deletion."""
 

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from subscribers import preferences as prefs
 from subscribers import suppression
@@ -23,6 +24,7 @@ from subscribers.models import (
     STATUSES,
     UNSUBSCRIBED,
     Subscriber,
+    SubscriberTopic,
 )
 
 
@@ -465,9 +467,15 @@ async def page(
     Newest first (``after`` is an id), or in address order when searching by prefix
     (``after`` is the last address key), so the unique address index serves the search.
     The status index continues with the frequency, so a status without a frequency reads
-    each frequency on its own and merges the two short lists here.
+    each frequency on its own and merges the two short lists here. A topic walks the
+    (topic, reader) index newest reader first, the other filters checked on each row.
     """
-    if wanted.status is not None and wanted.frequency is None and wanted.email_prefix is None:
+    if (
+        wanted.status is not None
+        and wanted.frequency is None
+        and wanted.email_prefix is None
+        and wanted.topic is None
+    ):
         found: list[Subscriber] = []
         for frequency in FREQUENCIES:
             found.extend(await _page(session, replace(wanted, frequency=frequency), limit, after))
@@ -480,6 +488,7 @@ async def _page(
     session: AsyncSession, wanted: SubscriberFilter, limit: int, after: int | str | None
 ) -> list[Subscriber]:
     query = sa.select(Subscriber)
+    ident: InstrumentedAttribute[int] = Subscriber.id
     for column, value in (
         (Subscriber.status, wanted.status),
         (Subscriber.language, wanted.language),
@@ -489,11 +498,20 @@ async def _page(
         if value is not None:
             query = query.where(column == value)
     if wanted.topic is not None:
-        # Topics are slugs ([a-z0-9-]) stored as a JSON list of strings: the quoted slug
-        # matches exactly one element, on SQLite and PostgreSQL alike.
         slugs = prefs.topics([wanted.topic])
-        topic = slugs[0] if slugs else "-"  # a blank topic matches no reader
-        query = query.where(sa.cast(Subscriber.topics, sa.Text).like(f'%"{topic}"%'))
+        topic = slugs[0] if slugs else ""  # a blank topic matches no reader
+        if wanted.email_prefix is not None:
+            # The address index leads; the topic is one primary-key probe per row.
+            query = query.where(
+                sa.exists().where(
+                    SubscriberTopic.topic == topic, SubscriberTopic.subscriber_id == Subscriber.id
+                )
+            )
+        else:
+            query = query.join(
+                SubscriberTopic, SubscriberTopic.subscriber_id == Subscriber.id
+            ).where(SubscriberTopic.topic == topic)
+            ident = SubscriberTopic.subscriber_id
     if wanted.email_prefix is not None:
         prefix = wanted.email_prefix.strip().lower()
         # The range uses the index; LIKE keeps the match exact under any collation.
@@ -507,8 +525,8 @@ async def _page(
         query = query.order_by(Subscriber.email_key)
     else:
         if after is not None:
-            query = query.where(Subscriber.id < int(after))
-        query = query.order_by(Subscriber.id.desc())
+            query = query.where(ident < int(after))
+        query = query.order_by(ident.desc())
     return list(await session.scalars(query.limit(limit)))
 
 

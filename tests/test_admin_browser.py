@@ -234,3 +234,63 @@ def test_a_viewer_cannot_change_anything(browser: Any, served: tuple[str, Path, 
         assert page.request.get(f"{base}/admin/users", max_redirects=0).status == 403
     finally:
         context.close()
+
+
+def test_an_announcement_from_compose_to_inbox(
+    browser: Any, served: tuple[str, Path, Path]
+) -> None:
+    base, config, mail_dir = served
+    for address, lang in (("pembaca@example.org", "id"), ("reader@example.org", "en")):
+        added = _publisher(config, "subscribers", "add", address, "--lang", lang, "--confirmed")
+        assert added.returncode == 0, added.stderr
+    context = browser.new_context(locale="en-US", viewport={"width": 375, "height": 800})
+    page = context.new_page()
+    failures: list[str] = []
+    page.on(
+        "response",
+        lambda r: (
+            failures.append(f"{r.status} {r.url}")
+            if r.status >= 400 and not r.url.endswith("/favicon.ico")
+            else None
+        ),
+    )
+    try:
+        _log_in(page, base, "redaksi@example.org")
+        page.click("nav >> text=Announcements")
+        page.click("text=New announcement")
+        # The live count (htmx) answers as the audience is chosen.
+        page.wait_for_selector("#audience-count:has-text('2')", timeout=30_000)
+        page.check("input[name=to_lang_id]")
+        page.wait_for_selector("#audience-count:has-text('1')", timeout=30_000)
+        page.fill("input[name=subject]", "Kabar kini punya aplikasi")
+        page.locator("textarea[name=body_markdown]").press_sequentially(
+            "Unduh **sekarang**.", delay=5
+        )
+        page.wait_for_selector("#announcement-subject:has-text('aplikasi')", timeout=30_000)
+        frame = page.frame_locator("#preview iframe.digest")
+        frame.locator("strong:has-text('sekarang')").wait_for(timeout=30_000)
+        page.click("#announcement-form button[type=submit]")
+        page.wait_for_selector("#announcement-status")
+        page.fill("input[name=email]", "uji.redaksi@example.org")
+        # Submitted from the keyboard: a click's coordinates can land in the preview frame
+        # above while the page scrolls (its "View in browser" link then takes the click).
+        with page.expect_navigation(url=lambda url: "notice=" in url, timeout=120_000):
+            page.press("input[name=email]", "Enter")
+        _wait_for(lambda: len(list(mail_dir.glob("*.eml"))) == 1, "the test copy in the sink")
+        with page.expect_navigation(url=lambda url: "notice=queued" in url, timeout=120_000):
+            page.locator("form[action$='/send'] button[type=submit]").press("Enter")
+        # The worker (here `digest send --resume`, the same delivery) sends it out.
+        delivered = _publisher(config, "digest", "send", "--resume")
+        assert delivered.returncode == 0, delivered.stderr
+        saved = _wait_for(lambda: len(list(mail_dir.glob("*.eml"))) == 2 and True, "delivery")
+        assert saved
+        recipients = sorted(
+            str(email.message_from_bytes(p.read_bytes(), policy=email.policy.default)["To"])
+            for p in mail_dir.glob("*.eml")
+        )
+        assert recipients == ["pembaca@example.org", "uji.redaksi@example.org"]
+        page.reload()
+        page.wait_for_selector("#progress:has-text('100%')", timeout=30_000)
+        assert failures == []
+    finally:
+        context.close()

@@ -137,6 +137,7 @@ def operations(document: dict[str, Any]) -> list[tuple[str, str]]:
         "{slug}": "some-article",
         "{email}": "someone@example.org",
         "{period_key}": "daily:2026-11-25",
+        "{announcement_id}": "1",
     }
     found: list[tuple[str, str]] = []
     for path, methods in document["paths"].items():
@@ -164,6 +165,9 @@ async def test_openapi_document_is_valid_and_describes_only_the_api(api: Api) ->
         "/api/v1/editions",
         "/api/v1/editions/{period_key}",
         "/api/v1/digest/preview",
+        "/api/v1/announcements",
+        "/api/v1/announcements/{announcement_id}",
+        "/api/v1/announcements/{announcement_id}/send",
     } <= paths
     schemes = document["components"]["securitySchemes"]
     assert any(s["type"] == "http" and s["scheme"] == "bearer" for s in schemes.values())

@@ -3,8 +3,10 @@
 Each case runs the real list function, records every SELECT it sends and asks the database
 for its plan: EXPLAIN QUERY PLAN on SQLite; EXPLAIN on PostgreSQL with sequential scans,
 bitmap scans and sorts disabled, so a plan that still needs one shows it as disabled.
-Filters the indexes cannot serve (language, title words, time zone, topic) are left out:
-they filter the rows met on an index walk, which the benchmark times.
+Title words are matched by the full-text index (SQLite FTS5, PostgreSQL GIN) and topics by
+the (topic, reader) index; both are checked here. Filters the indexes cannot serve
+(language, time zone) are left out: they filter the rows met on an index walk, which the
+benchmark times.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from publisher.content import listing
+from publisher.content import listing, search
 from publisher.content.listing import ArticleFilter
+from publisher.content.models import ArticleSearch
+from publisher.content.search import TitleQuery
 from publisher.content.store import ArticleDraft, ArticleStore
 from publisher.db import is_sqlite, transaction
 from publisher.delivery.progress import progress_page
@@ -49,11 +53,26 @@ CASES: dict[str, Case] = {
     "articles-author-page-2": lambda s: listing.page(
         s, ArticleFilter(author_slug="rina-wulandari"), 10, MIDDLE
     ),
+    "articles-search": lambda s: listing.page(s, ArticleFilter(text="berita"), 10),
+    "articles-search-page-2": lambda s: listing.page(s, ArticleFilter(text="Berita 2"), 5, MIDDLE),
+    "articles-search-drafts": lambda s: listing.page(
+        s, ArticleFilter(text="berita", status="draft"), 5
+    ),
+    "articles-search-tag": lambda s: listing.page(
+        s, ArticleFilter(text="berita", tag="ekonomi"), 5
+    ),
     "subscribers": lambda s: repository.page(s, SubscriberFilter(), 10),
     "subscribers-page-2": lambda s: repository.page(s, SubscriberFilter(), 10, 30),
     "subscribers-status": lambda s: repository.page(s, SubscriberFilter(status="active"), 10),
     "subscribers-status-frequency": lambda s: repository.page(
         s, SubscriberFilter(status="active", frequency="weekly"), 10, 40
+    ),
+    "subscribers-topic": lambda s: repository.page(s, SubscriberFilter(topic="ekonomi"), 10),
+    "subscribers-topic-page-2": lambda s: repository.page(
+        s, SubscriberFilter(topic="ekonomi"), 5, 40
+    ),
+    "subscribers-topic-status": lambda s: repository.page(
+        s, SubscriberFilter(topic="ekonomi", status="active", frequency="daily"), 5
     ),
     "subscribers-prefix": lambda s: repository.page(
         s, SubscriberFilter(email_prefix="Pembaca1"), 5
@@ -87,7 +106,10 @@ async def filled(site: Site) -> Site:
             await repository.add(
                 session,
                 f"pembaca{number}@example.org",
-                Preferences(frequency="weekly" if number % 3 == 0 else "daily"),
+                Preferences(
+                    frequency="weekly" if number % 3 == 0 else "daily",
+                    topics=("ekonomi",) if number % 2 else (),
+                ),
                 Consent(source="test", at=now),
                 now,
                 status="active" if number % 4 else "pending",
@@ -137,7 +159,10 @@ def assert_indexed(site: Site, plan: list[str]) -> None:
         assert any(
             "USING" in line and ("INDEX" in line or "PRIMARY KEY" in line) for line in plan
         ), text
-        assert not any(line.startswith("SCAN") for line in plan), text
+        # "VIRTUAL TABLE INDEX 0:M" is FTS5 answering a MATCH from its own index.
+        assert not any(
+            line.startswith("SCAN") and "VIRTUAL TABLE INDEX 0:M" not in line for line in plan
+        ), text
         assert "TEMP B-TREE" not in text, text
     else:
         assert "Index" in text, text
@@ -183,3 +208,64 @@ async def test_edition_counts_read_the_outbox_index(filled: Site) -> None:
             rows = await connection.exec_driver_sql("EXPLAIN " + statement, parameters)
             plan = [str(row[0]) for row in rows]
             assert "ix_outbox_edition_status" in "\n".join(plan), plan
+
+
+async def test_title_search_is_answered_by_the_full_text_index(filled: Site) -> None:
+    """SQLite asks FTS5 once and walks the date index; PostgreSQL's GIN index can serve it."""
+    sqlite = is_sqlite(filled.settings.database.url)
+    sent: list[tuple[str, Any]] = []
+
+    def record(*args: Any) -> None:
+        if args[2].lstrip().upper().startswith("SELECT"):
+            sent.append((args[2], args[3]))
+
+    event.listen(filled.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with transaction(filled.engine) as session:
+            found = await listing.page(session, ArticleFilter(text="berita 4"), 10)
+    finally:
+        event.remove(filled.engine.sync_engine, "before_cursor_execute", record)
+    assert (
+        sorted(a.title for a in found) == ["Berita 4", *(f"Berita {n}" for n in range(40, 50))][:10]
+        or len(found) == 10
+    )
+    assert sent
+    async with transaction(filled.engine) as session:
+        connection = await session.connection()
+        for statement, parameters in sent:
+            if sqlite:
+                rows = await connection.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN " + statement, parameters
+                )
+                plan = "\n".join(str(row[-1]) for row in rows)
+                assert "article_search_fts VIRTUAL TABLE INDEX 0:M" in plan, plan
+                assert "USING INDEX ix_articles_published" in plan, plan
+                assert "TEMP B-TREE" not in plan, plan
+            else:
+                # Only bitmap scans allowed: the plan shows whether GIN can answer the words.
+                for setting in ("enable_seqscan", "enable_indexscan", "enable_indexonlyscan"):
+                    await connection.execute(sa.text(f"SET LOCAL {setting} = off"))
+                rows = await connection.exec_driver_sql("EXPLAIN " + statement, parameters)
+                plan = "\n".join(str(row[0]) for row in rows)
+                assert "Bitmap Index Scan on ix_article_search_" in plan, plan
+                assert "Seq Scan" not in plan, plan
+    if sqlite:
+        return
+    # On so few rows the date index may win; the words alone must be GIN's.
+    words = sa.select(ArticleSearch.article_id).where(
+        search.postgres_condition(TitleQuery.parse("berita 4"))
+    )
+    sent.clear()
+    event.listen(filled.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with transaction(filled.engine) as session:
+            await session.execute(words)
+    finally:
+        event.remove(filled.engine.sync_engine, "before_cursor_execute", record)
+    [(statement, parameters)] = sent
+    async with transaction(filled.engine) as session:
+        connection = await session.connection()
+        await connection.execute(sa.text("SET LOCAL enable_seqscan = off"))
+        rows = await connection.exec_driver_sql("EXPLAIN " + statement, parameters)
+        plan = "\n".join(str(row[0]) for row in rows)
+    assert "Bitmap Index Scan on ix_article_search_words" in plan, plan

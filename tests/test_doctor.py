@@ -133,6 +133,7 @@ async def test_a_misconfigured_site_fails_with_one_line_per_problem(tmp_path: Pa
     assert "readable by everyone" in found["permissions"][0].detail
     assert "chmod 600" in found["permissions"][0].detail
     assert "publisher db upgrade" in found["database"][0].detail
+    assert "pending" in found["database"][0].detail
     assert found["relay"][0].status == Status.WARN
     assert "STARTTLS offered but not used" in found["relay"][0].detail
     assert "p=" in found["dkim"][0].detail  # the record to publish
@@ -195,3 +196,20 @@ async def test_each_relay_is_checked(tmp_path: Path) -> None:
     relays = by_name(checks)["relay"]
     assert [check.status for check in relays] == [Status.OK, Status.FAIL]
     assert str(dead) in relays[1].detail
+
+
+async def test_a_database_migrated_by_a_newer_release_is_a_warning(tmp_path: Path) -> None:
+    config = make_site(tmp_path, f"smtp://127.0.0.1:{free_port()}")
+    engine = create_sync_engine(f"sqlite:///{config.parent / 'publisher.db'}")
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '0999_newer'"))
+    engine.dispose()
+
+    async def lookup(name: str) -> list[str] | None:
+        return None
+
+    checks = await run_checks(str(config), lookup=lookup)
+    (database,) = by_name(checks)["database"]
+    assert database.status == Status.WARN
+    assert "0999_newer" in database.detail
+    assert "newer than this release" in database.detail

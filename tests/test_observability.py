@@ -83,6 +83,37 @@ async def test_metrics_need_the_token_and_show_routes_queue_and_readers(
     assert "publisher_outbox_messages" in answer.text
 
 
+async def test_metrics_label_the_admin_and_api_by_their_full_route_templates(
+    client: httpx.AsyncClient,
+) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    before = samples((await client.get("/metrics", headers=auth)).text)
+    assert (await client.get("/admin/login")).status_code == 200
+    assert (await client.get("/admin/")).status_code == 303  # to the login page
+    assert (await client.get("/")).status_code == 200
+    assert (await client.get("/api/v1/articles")).status_code == 401
+    assert (await client.get("/api/v1/articles/feri-baru")).status_code == 401
+    assert (await client.get("/api/v1/no-such-thing")).status_code == 404
+    assert (await client.get("/admin/no-such-page")).status_code == 404
+    found = samples((await client.get("/metrics", headers=auth)).text)
+
+    def counted(route: str, status: int) -> float:
+        key = f'publisher_http_requests_total{{method="GET",route="{route}",status="{status}"}}'
+        return found.get(key, 0) - before.get(key, 0)
+
+    assert counted("/admin/login", 200) == 1
+    assert counted("/admin/", 303) == 1
+    assert counted("/", 200) == 1  # the site's front page, not the admin's
+    assert counted("/api/v1/articles", 401) == 1
+    assert counted("/api/v1/articles/{slug}", 401) == 1
+    assert counted("/api/v1/{path:path}", 404) == 1
+    assert counted("unmatched", 404) == 1
+    routes = {key.split('route="')[1].split('"')[0] for key in found if 'route="' in key}
+    assert "/login" not in routes
+    assert "/articles" not in routes
+    assert not any("feri-baru" in route or "no-such" in route for route in routes)
+
+
 async def test_metrics_are_not_public_without_a_token(site: Site) -> None:
     app = create_app(site)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
@@ -115,6 +146,12 @@ async def test_readyz_follows_the_database_and_migrations(
     behind = await client.get("/readyz")
     assert behind.status_code == 503
     assert behind.json()["migrations"] == "behind"
+    # A newer release migrated (expand only): this one keeps serving until replaced.
+    async with transaction(site.engine) as session:
+        await session.execute(sa.text("UPDATE alembic_version SET version_num = '0099_newer'"))
+    ahead = await client.get("/readyz")
+    assert ahead.status_code == 200, ahead.text
+    assert ahead.json()["migrations"] == "ahead"
 
 
 async def test_readyz_answers_503_when_the_database_is_unreachable(site: Site) -> None:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,12 +16,15 @@ import pytest
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
 
+from publisher.cli.init import init_site
+from publisher.clock import SystemClock
 from publisher.config import MailSettings, RelaySettings, load_settings
 from publisher.delivery.editions import enqueue, open_edition
 from publisher.delivery.smtp import ServerUnavailable, SmtpPool
 from publisher.delivery.worker import deliver
 from publisher.errors import ConfigError
 from publisher.site import Site
+from tests.clirunner import ROOT
 from tests.delivery_helpers import add_articles, add_subscribers
 from tests.services import free_port
 from tests.smtp_servers import RecordingHandler, smtp_server
@@ -177,3 +184,85 @@ def test_relays_load_from_toml_and_bad_ones_name_the_key(tmp_path: Path) -> None
     config.write_text('[mail]\n[[mail.relays]]\nurl = "smtp://relay"\nweight = 0\n')
     with pytest.raises(ConfigError, match=r"mail\.relays\.weight"):
         load_settings(config)
+
+
+class Timestamped(RecordingHandler):
+    """Remember when each message arrived."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.arrivals: list[float] = []
+
+    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
+        answer = await super().handle_DATA(server, session, envelope)
+        self.arrivals.append(time.time())
+        return answer
+
+
+RELAY_RATE = 20
+PACED_READERS = 240
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+async def test_a_relays_rate_holds_across_two_worker_processes(
+    tmp_path: Path, postgres_server: str | None
+) -> None:
+    if postgres_server is None:
+        pytest.skip("PostgreSQL not available (set PUBLISHER_TEST_POSTGRES_URL)")
+    from tests.services import fresh_postgres_database
+
+    url = fresh_postgres_database(postgres_server)
+    site_dir = tmp_path / "site"
+    init_site(site_dir, title="Kabar", base_url="https://news.example.org")
+    settings = load_settings(site_dir / "publisher.toml")
+    settings.database.url = url
+    site = Site.from_settings(settings, clock=SystemClock())
+    await add_articles(site, 2, language="id")
+    await add_subscribers(site, PACED_READERS)
+    now = site.clock.now()
+    edition = await open_edition(site, "daily", now.date(), now)
+    assert (await enqueue(site, edition, now)).queued == PACED_READERS
+    await site.aclose()
+    handler = Timestamped()
+    async with smtp_server(handler) as port:
+        with (site_dir / "publisher.toml").open("a") as config:
+            config.write(
+                f'\n[[mail.relays]]\nurl = "smtp://127.0.0.1:{port}"\n'
+                f"connections = 3\nrate_per_second = {RELAY_RATE}\n"
+            )
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PUBLISHER_DATABASE__URL=url)
+        workers = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "publisher",
+                "--config",
+                str(site_dir / "publisher.toml"),
+                "worker",
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            for _ in range(2)
+        ]
+        deadline = time.monotonic() + 120
+        while handler.total() < PACED_READERS:
+            assert time.monotonic() < deadline, f"stuck at {handler.total()}"
+            for worker in workers:
+                assert worker.returncode is None, "a worker died"
+            await asyncio.sleep(0.2)
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        outputs = [await asyncio.wait_for(w.communicate(), timeout=30) for w in workers]
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err.decode()
+    arrivals = sorted(handler.arrivals)
+    assert len(arrivals) == PACED_READERS
+    assert {handler.count(f"reader{n}@example.net") for n in range(PACED_READERS)} == {1}
+    # Each worker alone may send RELAY_RATE a second; together they must not either.
+    # Per wall-clock second (a message reserved at x.99 may arrive at the next second):
+    per_second = Counter(int(at) for at in arrivals)
+    assert max(per_second.values()) <= RELAY_RATE * 1.5, sorted(per_second.items())
+    elapsed = arrivals[-1] - arrivals[0]
+    assert elapsed >= (PACED_READERS / RELAY_RATE - 2), elapsed  # not 2x the rate

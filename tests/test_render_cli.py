@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from publisher.cli.digest import next_digest, write_preview
+from publisher.cli.digest import write_preview
 from publisher.db import transaction
+from publisher.delivery.preview import next_digest
 from publisher.ingest.files import import_files
 from publisher.ingest.options import ImportOptions
 from publisher.resources import samples_dir

@@ -30,6 +30,29 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "doctor": ("publisher.cli.doctor",),
     "users": ("publisher.cli.users",),
     "tokens": ("publisher.cli.tokens",),
+    "announcements": ("publisher.cli.announcements",),
+}
+
+#: Each command's one-line help, so `publisher --help` lists them without importing a
+#: single command module. tests/test_cli_startup.py checks each line equals the command's
+#: own docstring line, so the two cannot drift.
+COMMAND_HELP: dict[str, str] = {
+    "announcements": "Write and send one-off emails to chosen readers.",
+    "articles": "Manage articles in the content store.",
+    "bounces": "Handle bounce and complaint reports.",
+    "db": "Manage the database schema.",
+    "demo": "Import the samples, build the feeds, send a digest to the mail sink, serve the site.",
+    "digest": "Preview, send and inspect email digests.",
+    "doctor": "Check the configuration, file permissions, database, relay, DKIM, SPF and DMARC.",
+    "feed": "Build the RSS, Atom and JSON feeds.",
+    "init": "Create publisher.toml, the database and posts/ with a first article in DIRECTORY.",
+    "mailsink": "Receive mail on HOST:PORT and save each message as an .eml file in DIR.",
+    "schedule": "Send each reader's digest at their own local send time.",
+    "serve": "Serve the feeds and article pages over HTTP until interrupted.",
+    "subscribers": "Manage the subscriber list.",
+    "tokens": "Manage API tokens (Authorization: Bearer).",
+    "users": "Manage the editors who log in to the web app.",
+    "worker": "Send queued mail until SIGTERM, then finish what is in flight and exit.",
 }
 
 
@@ -50,6 +73,24 @@ class _LazyGroup(click.Group):
                     self.add_command(command)
                     return command
         return None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List the commands from COMMAND_HELP, importing none of them (click would)."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            loaded = self.commands.get(name)
+            if loaded is not None:
+                if loaded.hidden:
+                    continue
+                rows.append((name, loaded.get_short_help_str(limit)))
+            else:
+                # A bare Command shortens the line exactly as the real one would.
+                stand_in = click.Command(name, help=COMMAND_HELP[name])
+                rows.append((name, stand_in.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
 from publisher.cli.context import CliContext, console, err_console, pass_cli, print_json, run
-from publisher.content.store import ArticleStore, article_to_dict
-from publisher.db import transaction
 from publisher.errors import InputError, UsageError
-from publisher.http import is_url
-from publisher.ingest.files import PARSERS, ImportOutcome, import_files
-from publisher.ingest.options import ImportOptions
-from publisher.ingest.source import to_utc
-from publisher.ingest.sources import FeedImportReport, import_feed, import_url
-from publisher.site import Site
+
+# Each command imports what its own work needs inside its function: the importers pull
+# trafilatura and an HTTP client that `articles list` must not wait for, and the group's
+# help needs none of it (docs/development.md, "Start-up time").
+if TYPE_CHECKING:
+    from publisher.ingest.files import ImportOutcome
+    from publisher.ingest.sources import FeedImportReport
+    from publisher.site import Site
 
 
 @click.group("articles")
@@ -56,6 +56,12 @@ def add(
     draft: bool,
 ) -> None:
     """Import articles from files, folders or URLs; each file in its own transaction."""
+    from publisher.http import is_url
+    from publisher.ingest.files import PARSERS, import_files
+    from publisher.ingest.options import ImportOptions
+    from publisher.ingest.source import to_utc
+    from publisher.ingest.sources import import_url
+
     site = cli.site()
     if fmt != "auto" and fmt not in PARSERS:
         raise UsageError(
@@ -106,6 +112,8 @@ def add(
 @pass_cli
 def import_feed_command(cli: CliContext, target: str) -> None:
     """Import an RSS or Atom feed's entries; re-running adds only new or changed ones."""
+    from publisher.ingest.sources import import_feed
+
     site = cli.site()
     tags = next((s.tags for s in site.settings.sources if s.url == target), [])
 
@@ -130,6 +138,8 @@ def list_articles(
     cli: CliContext, as_json: bool, tag: str | None, limit: int, drafts: bool
 ) -> None:
     """List articles, newest first."""
+    from publisher.content.store import ArticleStore, article_to_dict
+    from publisher.db import transaction
 
     async def work(site: Site) -> list[dict[str, object]]:
         async with transaction(site.engine) as session:
@@ -141,6 +151,8 @@ def list_articles(
     if as_json:
         print_json(rows)
         return
+    from rich.table import Table
+
     table = Table("slug", "status", "published", "lang", "tags", "title")
     for row in rows:
         table.add_row(
@@ -160,6 +172,8 @@ def list_articles(
 @pass_cli
 def show(cli: CliContext, slug: str, as_json: bool) -> None:
     """Show one article."""
+    from publisher.content.store import ArticleStore, article_to_dict
+    from publisher.db import transaction
 
     async def work(site: Site) -> dict[str, object]:
         async with transaction(site.engine) as session:
@@ -197,6 +211,8 @@ def show(cli: CliContext, slug: str, as_json: bool) -> None:
 @pass_cli
 def remove(cli: CliContext, slug: str) -> None:
     """Delete an article."""
+    from publisher.content.store import ArticleStore
+    from publisher.db import transaction
 
     async def work(site: Site) -> None:
         async with transaction(site.engine) as session:

@@ -5,22 +5,20 @@ from __future__ import annotations
 import email.message
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from publisher.cli.context import CliContext, console, pass_cli, run
 from publisher.cli.subscribers import converted_errors
-from publisher.db import transaction
-from publisher.delivery import notices
-from publisher.delivery.compose import return_paths
-from publisher.delivery.models import MailKind
 from publisher.errors import UsageError
-from publisher.site import Site
-from subscribers import bounces as bounce_reports
-from subscribers import mailunsubscribe
-from subscribers.bounces import Verdict, printable
 from subscribers.errors import MalformedReport
-from subscribers.tokens import Tokens
+
+# Each command imports what its own work needs inside its function, so the group's
+# help and the other commands load none of it (docs/development.md, "Start-up time").
+if TYPE_CHECKING:
+    from publisher.site import Site
+    from subscribers import mailunsubscribe
 
 
 @click.group("bounces")
@@ -33,6 +31,11 @@ def bounces() -> None:
 @pass_cli
 def process(cli: CliContext, path: Path) -> None:
     """Process a maildir, an mbox or one .eml of bounces (RFC 3464) and complaints (ARF)."""
+    from publisher.db import transaction
+    from publisher.delivery.compose import return_paths
+    from subscribers import bounces as bounce_reports
+    from subscribers.bounces import Verdict, printable
+
     if not path.exists():
         raise UsageError(f"{path}: no such file or folder")
     site = cli.site()
@@ -122,6 +125,12 @@ async def unsubscribe_request(
     site: Site, message: email.message.Message
 ) -> mailunsubscribe.MailRequest | None:
     """Handle a reader's mail to the List-Unsubscribe address (None when it is not one)."""
+    from publisher.db import transaction
+    from publisher.delivery import notices
+    from publisher.delivery.models import MailKind
+    from subscribers import mailunsubscribe
+    from subscribers.tokens import Tokens
+
     address = site.settings.mail.unsubscribe_mailto.removeprefix("mailto:").split("?", 1)[0]
     local_part = address.rpartition("@")[0].split("+", 1)[0]
     tokens = Tokens(site.settings.web.secret_key)

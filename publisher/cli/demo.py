@@ -2,35 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import sqlalchemy as sa
 
-from publisher import planning
 from publisher.cli.context import CliContext, console, pass_cli, run
-from publisher.cli.init import init_site
-from publisher.clock import FrozenClock
-from publisher.config import DEFAULT_CONFIG, load_settings
-from publisher.content.models import PUBLISHED, Article
-from publisher.db import transaction
-from publisher.delivery.editions import current_edition_date, enqueue, open_edition
-from publisher.delivery.mailsink import MailSink
-from publisher.delivery.worker import deliver
-from publisher.feeds.static import build_static
-from publisher.ingest.files import import_files
-from publisher.ingest.options import ImportOptions
-from publisher.resources import samples_dir
-from publisher.scheduling import schedule_lines
-from publisher.site import Site
-from publisher.web.server import serve
-from subscribers import csvio
+
+# The demo runs every part of Publisher; it imports them when it runs, not when
+# `publisher demo --help` or the command list loads this module.
+if TYPE_CHECKING:
+    from publisher.site import Site
 
 #: The demo replays the sample week: its clock stands just after the newest sample.
 DEMO_CLOCK_OFFSET = timedelta(hours=2)
@@ -50,7 +37,28 @@ DEMO_CLOCK_OFFSET = timedelta(hours=2)
 @pass_cli
 def demo(cli: CliContext, directory: Path | None, no_serve: bool, host: str, port: int) -> None:
     """Import the samples, build the feeds, send a digest to the mail sink, serve the site."""
-    directory = directory or Path(tempfile.mkdtemp(prefix="publisher-demo-"))
+    if directory is None:
+        directory = Path(tempfile.mkdtemp(prefix="publisher-demo-"))
+        try:
+            _demo(directory, no_serve, host, port)
+        finally:
+            # A temporary site is kept (its mail, feeds and database are worth a look)
+            # but never silently: say where it is and how to remove it.
+            console.print(
+                f"the demo site stays in {directory}: `rm -rf {directory}` removes it; "
+                f"`publisher demo --dir {directory}` reuses it",
+                markup=False,
+            )
+        return
+    _demo(directory, no_serve, host, port)
+
+
+def _demo(directory: Path, no_serve: bool, host: str, port: int) -> None:
+    from publisher.cli.init import init_site
+    from publisher.config import DEFAULT_CONFIG, load_settings
+    from publisher.site import Site
+    from publisher.web.server import serve
+
     config = directory / DEFAULT_CONFIG
     if config.exists():
         console.print(f"using the demo site in {directory}", markup=False)
@@ -82,6 +90,22 @@ def demo(cli: CliContext, directory: Path | None, no_serve: bool, host: str, por
 
 
 async def _main_job(site: Site, directory: Path) -> None:
+    import sqlalchemy as sa
+
+    from publisher import planning
+    from publisher.clock import FrozenClock
+    from publisher.content.models import PUBLISHED, Article
+    from publisher.db import transaction
+    from publisher.delivery.editions import current_edition_date, enqueue, open_edition
+    from publisher.delivery.worker import deliver
+    from publisher.feeds.static import build_static
+    from publisher.ingest.files import import_files
+    from publisher.ingest.options import ImportOptions
+    from publisher.resources import samples_dir
+    from publisher.scheduling import schedule_lines
+    from publisher.site import Site
+    from subscribers import csvio
+
     options = ImportOptions(language=site.settings.site.language, tz=site.settings.tz)
     report = await import_files(
         site.engine, site.settings.site.base_url, [samples_dir()], options, site.clock.now()
@@ -141,6 +165,10 @@ async def _main_job(site: Site, directory: Path) -> None:
 @contextmanager
 def mail_sink(directory: Path) -> Iterator[int]:
     """Run the dev mail sink on a free loopback port in a background thread."""
+    import asyncio
+
+    from publisher.delivery.mailsink import MailSink
+
     loop = asyncio.new_event_loop()
     sink = MailSink(directory, "127.0.0.1", 0)
     started = threading.Event()

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from publisher.cli.context import CliContext, console, err_console, pass_cli, run
-from publisher.delivery.preview import next_digest, preview_reader, render_preview
 from publisher.errors import UsageError
-from publisher.render.i18n import available_languages, normalize_language
-from publisher.site import Site
 
-__all__ = ["Preview", "digest", "next_digest", "write_preview"]
+# The renderer (MJML, DKIM, DNS) is imported by the preview only: `digest status`
+# shares this group and must not load it (docs/development.md, "Start-up time").
+if TYPE_CHECKING:
+    from publisher.site import Site
+
+__all__ = ["Preview", "digest", "write_preview"]
 
 
 @click.group("digest")
@@ -38,6 +41,8 @@ async def write_preview(
     site: Site, out: Path, *, language: str | None, subscriber: str | None
 ) -> Preview:
     """Render one reader's next digest into out/digest.{html,txt,eml} (see render_preview)."""
+    from publisher.delivery.preview import preview_reader, render_preview
+
     reader = await preview_reader(site, subscriber, language)
     rendered = await render_preview(site, reader)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,6 +70,8 @@ def preview(cli: CliContext, language: str | None, subscriber: str | None, out: 
     """Write the next digest as HTML, text and a complete .eml, and print their paths."""
     if language is not None and not language.strip():
         raise UsageError("--lang must not be empty")
+    from publisher.render.i18n import available_languages, normalize_language
+
     site = cli.site()
     if language is not None:
         # Rendering silently falls back to another language; a preview must not.

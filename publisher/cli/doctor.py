@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import click
@@ -14,6 +13,9 @@ from publisher.cli.context import CliContext, console, pass_cli
 @pass_cli
 def doctor(cli: CliContext) -> None:
     """Check the configuration, file permissions, database, relay, DKIM, SPF and DMARC."""
+    # Imported here, so the command list and `doctor --help` load neither.
+    import asyncio
+
     from publisher.doctor import Status, run_checks
 
     checks = asyncio.run(run_checks(cli.config_path))

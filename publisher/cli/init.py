@@ -10,16 +10,11 @@ from pathlib import Path
 
 import click
 
-from publisher import db
 from publisher.cli.context import CliContext, console, pass_cli
-from publisher.config import (
-    DEFAULT_CONFIG,
-    load_settings,
-    settings_from_mapping,
-    validate_timezone,
-)
 from publisher.errors import UsageError
-from publisher.render.i18n import available_languages, normalize_language
+
+# Each command imports what its own work needs inside its function, so the command
+# list, the help and the other commands load none of it (docs/development.md, "Start-up time").
 
 CONFIG_TEMPLATE = """\
 # Publisher configuration. Every setting is listed in docs/configuration.md.
@@ -114,6 +109,59 @@ format = "text"   # or "json": one JSON object per line
 """
 
 
+#: The first article `publisher init` leaves in posts/, in the site's language (English
+#: for any language without its own), so `publisher articles add posts/` has one to add.
+WELCOME_POSTS = {
+    "id": """\
+---
+title: "Selamat datang di {title}"
+tags:
+  - pengumuman
+summary: "Contoh artikel pertama: ubah atau hapus berkas ini, lalu tulis artikel Anda."
+---
+Ini artikel pertama situs Anda, dibuat oleh `publisher init`. Setiap berkas Markdown
+di folder `posts/` menjadi satu artikel: bagian di antara dua baris `---` di atas
+memuat judul, tag dan ringkasan, dan sisanya adalah isi artikel.
+
+Ubah atau hapus berkas ini, tulis artikel Anda sendiri, lalu jalankan
+`publisher articles add posts/`. Menambahkan berkas yang sama lagi tidak mengubah apa pun;
+berkas yang diubah memperbarui artikelnya.
+""",
+    "en": """\
+---
+title: "Welcome to {title}"
+tags:
+  - announcements
+summary: "An example first article: edit or delete this file, then write your own."
+---
+This is your site's first article, written by `publisher init`. Each Markdown file in
+the `posts/` folder becomes one article: the part between the two `---` lines above
+holds the title, tags and summary, and the rest is the article's body.
+
+Edit or delete this file, write your own articles, then run
+`publisher articles add posts/`. Adding the same file again changes nothing; a changed
+file updates its article.
+""",
+}
+
+
+def write_welcome_post(directory: Path, *, title: str, language: str) -> Path | None:
+    """Create posts/ with an example first article; None when posts/ exists already."""
+    posts = directory / "posts"
+    try:
+        posts.mkdir()
+    except FileExistsError:
+        return None
+    except OSError as exc:
+        raise UsageError(f"{posts}: cannot create: {exc.strerror}") from exc
+    template = WELCOME_POSTS.get(language.split("-")[0].lower(), WELCOME_POSTS["en"])
+    # The title goes into a YAML double-quoted string: JSON escaping is valid there.
+    quoted = json.dumps(title, ensure_ascii=False)[1:-1]
+    path = posts / "welcome.md"
+    path.write_text(template.replace("{title}", quoted), encoding="utf-8")
+    return path
+
+
 def toml_string(value: str) -> str:
     """Quote a value as a TOML basic string."""
     return json.dumps(value, ensure_ascii=False)
@@ -123,6 +171,13 @@ def write_config(
     directory: Path, *, title: str, base_url: str, language: str, timezone: str
 ) -> Path:
     """Write publisher.toml into ``directory`` (refusing to overwrite) and return its path."""
+    from publisher.config import (
+        DEFAULT_CONFIG,
+        settings_from_mapping,
+        validate_timezone,
+    )
+    from publisher.render.i18n import available_languages, normalize_language
+
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / DEFAULT_CONFIG
     if path.exists():
@@ -176,6 +231,9 @@ def init_site(
     timezone: str = "Asia/Jakarta",
 ) -> Path:
     """Create a site folder: the config file and a migrated database."""
+    from publisher import db
+    from publisher.config import load_settings
+
     path = write_config(
         directory, title=title, base_url=base_url, language=language, timezone=timezone
     )
@@ -194,12 +252,21 @@ def init_site(
 def init(
     cli: CliContext, directory: Path, title: str, base_url: str, language: str, timezone: str
 ) -> None:
-    """Create publisher.toml and the database in DIRECTORY."""
+    """Create publisher.toml, the database and posts/ with a first article in DIRECTORY."""
+    from publisher.config import load_settings
+
     path = init_site(
         directory, title=title, base_url=base_url, language=language, timezone=timezone
     )
-    console.print(f"wrote {path}")
-    console.print(f"created database {load_settings(path).database.url}")
+    console.print(f"wrote {path}", markup=False)
+    console.print(f"created database {load_settings(path).database.url}", markup=False)
+    welcome = write_welcome_post(directory, title=title, language=language)
+    if welcome is not None:
+        console.print(
+            f"wrote {welcome}: an example article to edit or delete; "
+            "`publisher articles add posts/` adds what is in posts/",
+            markup=False,
+        )
 
 
 COMMANDS = [init]

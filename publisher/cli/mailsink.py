@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from pathlib import Path
 
 import click
 
 from publisher.cli.context import console
-from publisher.delivery.mailsink import MailSink, SavedMessage
+
+# Each command imports what its own work needs inside its function, so the command
+# list, the help and the other commands load none of it (docs/development.md, "Start-up time").
 
 
 @click.command("mailsink")
@@ -25,6 +26,9 @@ from publisher.delivery.mailsink import MailSink, SavedMessage
 )
 def mailsink(host: str, port: int, directory: Path) -> None:
     """Receive mail on HOST:PORT and save each message as an .eml file in DIR."""
+    import asyncio
+
+    from publisher.delivery.mailsink import MailSink, SavedMessage
 
     def show(saved: SavedMessage) -> None:
         console.print(saved.line(), markup=False)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
 from publisher.cli.context import CliContext, console, pass_cli, run
-from publisher.site import Site
+
+# Each command imports what its own work needs inside its function, so the group's
+# help and the other commands load none of it (docs/development.md, "Start-up time").
+if TYPE_CHECKING:
+    from publisher.site import Site
 
 
 @click.group("schedule")
@@ -20,6 +24,7 @@ def schedule_group() -> None:
 @pass_cli
 def run_command(cli: CliContext) -> None:
     """Run the scheduler until SIGTERM or Ctrl-C (one per database)."""
+
     from publisher import logs
     from publisher.metrics import metrics_listener
     from publisher.scheduling import ScheduleRunner
@@ -42,6 +47,8 @@ def run_command(cli: CliContext) -> None:
 @pass_cli
 def show_command(cli: CliContext) -> None:
     """Show the scheduler's jobs and the next digest send per time zone."""
+    from rich.table import Table
+
     from publisher.scheduling import every_text, overview
 
     site = cli.site()

@@ -2,50 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
-from collections import Counter
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import sqlalchemy as sa
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
-from publisher import planning
 from publisher.cli.context import CliContext, console, err_console, pass_cli, print_json, run
 from publisher.cli.digest import digest
-from publisher.content.models import Article
-from publisher.db import transaction
-from publisher.delivery import store
-from publisher.delivery.compose import reader_links
-from publisher.delivery.editions import (
-    EnqueueReport,
-    current_edition_date,
-    enqueue,
-    get_edition,
-    open_edition,
-)
-from publisher.delivery.models import (
-    OUTBOX_STATUSES,
-    Edition,
-)
-from publisher.delivery.store import open_store
-from publisher.delivery.testcopy import send_test_copy
-from publisher.delivery.worker import DeliveryReport, deliver
 from publisher.errors import DeliveryError, NotFoundError
-from publisher.render.digest import Digest, render_digest
-from publisher.render.message import Recipient, build_digest_template, make_message_id
-from publisher.site import Site
+
+# Each command imports what its own work needs inside its functions: `digest status`
+# must not load the renderer, DKIM and the SMTP pool that `digest send` uses, and
+# `publisher digest --help` none of them (docs/development.md, "Start-up time").
+if TYPE_CHECKING:
+    from collections import Counter
+
+    from publisher.delivery.editions import EnqueueReport
+    from publisher.delivery.worker import DeliveryReport
+    from publisher.site import Site
+
+#: Kept literal so the group's help needs no import; test_cli_startup.py checks it
+#: equals planning.FREQUENCIES.
+FREQUENCIES = ("daily", "weekly")
 
 #: `digest send` waits for retries due this soon before leaving them to a worker.
 LINGER = timedelta(seconds=60)
@@ -54,8 +34,8 @@ LINGER = timedelta(seconds=60)
 @digest.command("send")
 @click.option(
     "--frequency",
-    type=click.Choice(planning.FREQUENCIES),
-    default=planning.DAILY,
+    type=click.Choice(FREQUENCIES),
+    default=FREQUENCIES[0],
     show_default=True,
     help="Which subscribers: daily or weekly.",
 )
@@ -72,6 +52,8 @@ def send(
     cli: CliContext, frequency: str, dry_run: bool, to: str | None, resume: bool, retry_now: bool
 ) -> None:
     """Send the digest now to every active subscriber of FREQUENCY (safe to run again)."""
+    from publisher.delivery.store import open_store
+
     site = cli.site()
     if retry_now:
         run(site, lambda s: open_store(s).clear_pause())
@@ -91,6 +73,19 @@ def send(
 
 
 async def _send(site: Site, frequency: str, resume: bool) -> DeliveryReport:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from publisher.delivery import store
+    from publisher.delivery.editions import current_edition_date, enqueue, open_edition
+    from publisher.delivery.worker import deliver
+
     now = site.clock.now()
     if not resume:
         day = current_edition_date(site, frequency, now)
@@ -109,7 +104,7 @@ async def _send(site: Site, frequency: str, resume: bool) -> DeliveryReport:
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as bar:
+    with Progress(*columns, console=console.rich, transient=False) as bar:
         task = bar.add_task("send", total=total or None, sent=0, failed=0, retrying=0, rate=0.0)
 
         def progress(report: DeliveryReport) -> None:
@@ -139,6 +134,11 @@ def _enqueue_line(report: EnqueueReport) -> str:
 
 
 async def _summary(site: Site, report: DeliveryReport) -> None:
+    from rich.table import Table
+
+    from publisher.delivery import store
+    from publisher.delivery.editions import get_edition
+
     table = Table(title="delivery summary", show_edge=False)
     table.add_column("")
     table.add_column("this run", justify="right")
@@ -168,10 +168,26 @@ async def _summary(site: Site, report: DeliveryReport) -> None:
 
 
 def _counts_line(counts: Counter[str]) -> str:
+    from publisher.delivery.models import OUTBOX_STATUSES
+
     return ", ".join(f"{counts.get(s, 0)} {s}" for s in OUTBOX_STATUSES if counts.get(s, 0))
 
 
 async def _dry_run(site: Site, frequency: str) -> None:
+    import asyncio
+
+    import sqlalchemy as sa
+    from rich.table import Table
+
+    from publisher import planning
+    from publisher.content.models import Article
+    from publisher.db import transaction
+    from publisher.delivery.compose import reader_links
+    from publisher.delivery.editions import current_edition_date, enqueue, get_edition
+    from publisher.delivery.models import Edition
+    from publisher.render.digest import Digest, render_digest
+    from publisher.render.message import Recipient, build_digest_template, make_message_id
+
     now = site.clock.now()
     key_date = current_edition_date(site, frequency, now)
     edition = await get_edition(site, planning.period_key(frequency, key_date))
@@ -229,6 +245,8 @@ async def _dry_run(site: Site, frequency: str) -> None:
 
 
 async def _send_test_copy(site: Site, frequency: str, to: str) -> None:
+    from publisher.delivery.testcopy import send_test_copy
+
     articles = await send_test_copy(site, frequency, to)
     console.print(
         f"sent one test copy of {articles} article(s) to {to}; no subscriber was touched",
@@ -246,6 +264,12 @@ def status(cli: CliContext, edition: str | None, as_json: bool) -> None:
 
 
 async def _status(site: Site, key: str | None, as_json: bool) -> None:
+    from rich.table import Table
+
+    from publisher.delivery import store
+    from publisher.delivery.editions import get_edition
+    from publisher.delivery.models import OUTBOX_STATUSES
+
     edition = await get_edition(site, key)
     notices = await store.notice_counts(site)
     if edition is None and (key or not notices):
@@ -319,6 +343,10 @@ async def _status(site: Site, key: str | None, as_json: bool) -> None:
 
 def _print_notices(notices: dict[str, dict[str, int]]) -> None:
     """Print the transactional mail waiting or failed beside the edition."""
+    from rich.table import Table
+
+    from publisher.delivery import store
+
     if not notices:
         return
     table = Table(show_edge=False, title="other mail (confirmations, notices, test copies)")
@@ -334,7 +362,10 @@ def _print_notices(notices: dict[str, dict[str, int]]) -> None:
 @pass_cli
 def worker(cli: CliContext) -> None:
     """Send queued mail until SIGTERM, then finish what is in flight and exit."""
+    import asyncio
+
     from publisher import logs
+    from publisher.delivery.worker import deliver
     from publisher.metrics import metrics_listener
 
     site = cli.site()

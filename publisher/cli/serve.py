@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from publisher.cli.context import CliContext, pass_cli
-from publisher.web.server import serve as serve_site
+
+# Each command imports what its own work needs inside its function, so the command
+# list, the help and the other commands load none of it (docs/development.md, "Start-up time").
 
 
 @click.command("serve")
@@ -17,6 +19,8 @@ from publisher.web.server import serve as serve_site
 @pass_cli
 def serve(cli: CliContext, host: str, port: int, access_log: bool) -> None:
     """Serve the feeds and article pages over HTTP until interrupted."""
+    from publisher.web.server import serve as serve_site
+
     serve_site(cli.site(), host, port, access_log=access_log)
 
 

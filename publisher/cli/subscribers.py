@@ -9,18 +9,12 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
 from publisher.cli.context import CliContext, console, err_console, pass_cli, print_json, run
-from publisher.db import transaction
-from publisher.delivery import notices
-from publisher.delivery.models import MailKind
 from publisher.errors import InputError, NotFoundError, PublisherError, UsageError
-from publisher.site import Site
-from subscribers import consent, csvio, repository, suppression
-from subscribers.addresses import normalize
 from subscribers.errors import (
     InvalidInput,
     MailboxError,
@@ -29,9 +23,16 @@ from subscribers.errors import (
     SubscribersError,
     Suppressed,
 )
-from subscribers.models import ACTIVE, FREQUENCIES, PENDING, STATUSES
-from subscribers.preferences import LANGUAGES
-from subscribers.repository import Consent, Preferences
+
+# Each command imports the store, the subscribers package and rich inside its own
+# function, so the group's help loads none of them (docs/development.md, "Start-up time").
+if TYPE_CHECKING:
+    from publisher.site import Site
+
+#: subscribers.models' FREQUENCIES and STATUSES, literal so the help needs no import
+#: (tests/test_cli_startup.py checks they stay equal).
+FREQUENCIES = ("daily", "weekly")
+STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 
 
 @contextmanager
@@ -49,6 +50,8 @@ def converted_errors() -> Iterator[None]:
 
 def site_languages(site: Site) -> tuple[str, ...]:
     """Return the languages readers may choose: the translated ones and the site's."""
+    from subscribers.preferences import LANGUAGES
+
     return tuple(dict.fromkeys((*LANGUAGES, site.settings.site.language)))
 
 
@@ -79,6 +82,14 @@ def add(
     confirmed: bool,
 ) -> None:
     """Add one subscriber; without --confirmed they get a confirmation email."""
+    from publisher.db import transaction
+    from publisher.delivery import notices
+    from publisher.delivery.models import MailKind
+    from subscribers import consent, repository, suppression
+    from subscribers.addresses import normalize
+    from subscribers.models import ACTIVE, PENDING
+    from subscribers.repository import Consent, Preferences
+
     site = cli.site()
     with converted_errors():
         address = normalize(email)
@@ -123,6 +134,8 @@ def add(
 
 async def _deliver_now(site: Site) -> str:
     """Send queued notices now; say what became of the one just queued."""
+    from publisher.delivery import notices
+
     report = await notices.deliver_notices(site)
     if report is None:
         return "confirmation email queued (the running sender delivers it)"
@@ -138,6 +151,11 @@ async def _deliver_now(site: Site) -> str:
 @pass_cli
 def resend_confirmation(cli: CliContext, email: str) -> None:
     """Queue a fresh confirmation email for a pending reader, and send it."""
+    from publisher.db import transaction
+    from publisher.delivery import notices
+    from publisher.delivery.models import MailKind
+    from subscribers import repository
+    from subscribers.models import PENDING
 
     async def work(site: Site) -> str:
         with converted_errors():
@@ -164,6 +182,8 @@ def resend_confirmation(cli: CliContext, email: str) -> None:
 @pass_cli
 def import_(cli: CliContext, file: Path, confirmed: bool) -> None:
     """Import subscribers from CSV (header: email,name,language,timezone,frequency,topics)."""
+    from subscribers import csvio
+
     site = cli.site()
 
     def show(error: csvio.RowError) -> None:
@@ -202,6 +222,8 @@ def import_(cli: CliContext, file: Path, confirmed: bool) -> None:
 @pass_cli
 def export(cli: CliContext, file: Path | None) -> None:
     """Export every subscriber with consent fields as CSV (to FILE or stdout)."""
+    from publisher.db import transaction
+    from subscribers import csvio
 
     async def work(site: Site) -> int:
         async with transaction(site.engine) as session:
@@ -233,6 +255,10 @@ def export(cli: CliContext, file: Path | None) -> None:
 @pass_cli
 def list_(cli: CliContext, as_json: bool, status: str | None) -> None:
     """List subscribers."""
+    from rich.table import Table
+
+    from publisher.db import transaction
+    from subscribers import repository
 
     async def work(site: Site) -> list[dict[str, object]]:
         async with transaction(site.engine) as session:
@@ -263,6 +289,8 @@ def list_(cli: CliContext, as_json: bool, status: str | None) -> None:
 @pass_cli
 def remove(cli: CliContext, email: str) -> None:
     """Delete a subscriber; a suppressed address stays suppressed."""
+    from publisher.db import transaction
+    from subscribers import repository
 
     async def work(site: Site) -> str:
         with converted_errors():

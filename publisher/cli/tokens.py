@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
-from rich.table import Table
 
-from publisher.accounts import tokens as api_tokens
-from publisher.accounts import users as accounts
-from publisher.accounts.models import TokenScope
 from publisher.cli.context import CliContext, console, pass_cli, print_json, run
-from publisher.db import transaction
-from publisher.site import Site
 
-SCOPES = tuple(scope.value for scope in TokenScope)
+# Each command imports the accounts, the store and rich inside its own function, so
+# the group's help loads none of them (docs/development.md, "Start-up time").
+if TYPE_CHECKING:
+    from publisher.site import Site
+
+#: TokenScope's values, literal so the help needs no import (tests/test_cli_startup.py).
+SCOPES = ("read", "write")
 
 
 @click.group("tokens")
@@ -27,6 +29,9 @@ def tokens() -> None:
 @pass_cli
 def create(cli: CliContext, email: str, name: str, scope: str) -> None:
     """Create a token and print it once (only its hash is kept)."""
+    from publisher.accounts import tokens as api_tokens
+    from publisher.accounts import users as accounts
+    from publisher.db import transaction
 
     async def work(site: Site) -> str:
         async with transaction(site.engine) as session:
@@ -45,6 +50,10 @@ def create(cli: CliContext, email: str, name: str, scope: str) -> None:
 @pass_cli
 def list_(cli: CliContext, as_json: bool) -> None:
     """List tokens (name, user, scope, created, last used, revoked), never the secrets."""
+    from rich.table import Table
+
+    from publisher.accounts import tokens as api_tokens
+    from publisher.db import transaction
 
     async def work(site: Site) -> list[dict[str, object]]:
         async with transaction(site.engine) as session:
@@ -85,6 +94,8 @@ def list_(cli: CliContext, as_json: bool) -> None:
 @pass_cli
 def revoke(cli: CliContext, name: str) -> None:
     """Revoke the live token with this name; it stops working at once."""
+    from publisher.accounts import tokens as api_tokens
+    from publisher.db import transaction
 
     async def work(site: Site) -> str:
         async with transaction(site.engine) as session:

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from publisher.columns import UTCDateTime
@@ -87,6 +88,29 @@ class ArticleTag(Base):
 
     __table_args__ = (
         sa.Index("ix_article_tags_tag_published", "tag", "status", "published_at", "article_id"),
+    )
+
+
+class ArticleSearch(Base):
+    """PostgreSQL's title index: an article's title words, with its sort keys copied.
+
+    A narrow table so a search walks small rows whichever plan runs (GIN lookup then sort,
+    or the date index filtered); SQLite uses an FTS5 table instead (content/search.py).
+    """
+
+    __tablename__ = "article_search"
+
+    article_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(sa.String(20))
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    words: Mapped[Any] = mapped_column(postgresql.TSVECTOR)
+
+    __table_args__ = (
+        sa.Index("ix_article_search_words", "words", postgresql_using="gin"),
+        sa.Index("ix_article_search_published", "published_at", "article_id"),
+        sa.Index("ix_article_search_status_published", "status", "published_at", "article_id"),
     )
 
 

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from publisher.columns import UTCDateTime
+from publisher.content import search
 from publisher.content.models import (
     DRAFT,
     PUBLISHED,
@@ -164,6 +165,7 @@ class ArticleStore:
             self.session.add(article)
             await self.session.flush()
             await self._sync_tags(article, fresh=True)
+            await search.index_article(self.session, article, fresh=True)
             await self.bump_version()
             return UpsertResult("created", article)
         if existing.content_hash == content_hash and existing.origin == draft.origin:
@@ -179,6 +181,7 @@ class ArticleStore:
         existing.content_hash = content_hash
         await self.session.flush()
         await self._sync_tags(existing)
+        await search.index_article(self.session, existing)
         await self.bump_version()
         return UpsertResult("updated", existing)
 

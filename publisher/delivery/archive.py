@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from publisher.content.models import PUBLISHED, Article
-from publisher.delivery.models import SENT, Edition, EditionVariant, OutboxRow
-from publisher.planning import WEEKLY, edition_slug, period_key_of
+from publisher.delivery.models import SENT, Announcement, Edition, EditionVariant, OutboxRow
+from publisher.planning import ANNOUNCEMENT, WEEKLY, edition_slug, period_key_of
 
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 #: The sitemap and the archive feeds list at most this many editions.
@@ -55,6 +55,8 @@ def sent_on(edition: Edition, tz: ZoneInfo) -> date:
     A weekly edition is keyed by its week's digest day; sent on another day of that week
     (``digest send --frequency weekly`` on a Tuesday), it is dated the day it was sent.
     """
+    if edition.frequency == ANNOUNCEMENT:
+        return edition.created_at.astimezone(tz).date()
     keyed = date.fromisoformat(edition.local_date)
     if edition.frequency != WEEKLY:
         return keyed
@@ -176,6 +178,28 @@ async def archived_digest(
         more_count=more + extra,
         variant_ids=tuple(v.id for v in variants),
     )
+
+
+async def archived_announcement(
+    session: AsyncSession, slug: str, language: str, tz: ZoneInfo
+) -> tuple[ArchivedEdition, Announcement] | None:
+    """Return a sent announcement's edition and the announcement, or None when not public."""
+    key = period_key_of(slug)
+    if key is None or not key.startswith(f"{ANNOUNCEMENT}:") or not _LANGUAGE.match(language):
+        return None
+    edition = await session.scalar(_public_editions().where(Edition.period_key == key))
+    if edition is None:
+        return None
+    rows = (
+        await session.execute(_sent_variants().where(EditionVariant.edition_id == edition.id))
+    ).all()
+    languages = {row[2] for row in rows}
+    found = await session.scalar(
+        sa.select(Announcement).where(Announcement.edition_id == edition.id)
+    )
+    if found is None or language not in languages:
+        return None
+    return _archived(edition, languages, tz), found
 
 
 async def state(session: AsyncSession) -> str:

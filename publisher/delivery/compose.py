@@ -13,12 +13,14 @@ import sqlalchemy as sa
 from publisher.config import Settings
 from publisher.content.models import PUBLISHED, Article
 from publisher.db import transaction
+from publisher.delivery import announcements
 from publisher.delivery.archive import sent_on
 from publisher.delivery.models import Edition, EditionVariant, MailKind
 from publisher.delivery.smtp import sender_address
 from publisher.delivery.store import Job
-from publisher.errors import ConfigError
+from publisher.errors import ConfigError, NotFoundError
 from publisher.render import transactional
+from publisher.render.announcement import AnnouncementContent, TooLarge, render_announcement
 from publisher.render.digest import Digest, render_digest
 from publisher.render.i18n import choose_language
 from publisher.render.message import MessageTemplate, Recipient, build_digest_template
@@ -61,8 +63,11 @@ class Composer:
 
     async def prepare(self, jobs: list[Job]) -> None:
         """Render every variant and test copy the jobs need, not rendered yet (off the loop)."""
-        variants = {j.variant_id for j in jobs if j.kind == MailKind.DIGEST and j.variant_id}
-        for variant_id in sorted(variants - self._templates.keys()):
+        variants = {j.variant_id: j.kind for j in jobs if j.kind in _EDITION_KINDS and j.variant_id}
+        for variant_id in sorted(variants.keys() - self._templates.keys()):
+            if variants[variant_id] == MailKind.ANNOUNCEMENT:
+                self._templates[variant_id] = await self._announcement(variant_id)
+                continue
             digest = await self._digest(variant_id)
             if digest is None:
                 self._templates[variant_id] = None
@@ -70,6 +75,9 @@ class Composer:
             self._templates[variant_id] = await asyncio.to_thread(self._build, digest, False)
         for job in jobs:
             if job.kind == MailKind.TEST_COPY and job.row_id not in self._copies:
+                if (job.payload or {}).get("announcement_id"):
+                    self._copies[job.row_id] = await self._announcement_copy(job.payload or {})
+                    continue
                 copy = await self._test_copy(job.payload or {})
                 self._copies[job.row_id] = (
                     None if copy is None else await asyncio.to_thread(self._build, *copy)
@@ -80,6 +88,37 @@ class Composer:
         if sample:
             compiled = replace(compiled, subject=f"[sample] {compiled.subject}")
         return build_digest_template(self.site.settings, compiled, clock=self.site.clock)
+
+    def _build_announcement(self, content: AnnouncementContent, test: bool) -> MessageTemplate:
+        compiled = render_announcement(self.site.settings, content)
+        if test:
+            compiled = replace(compiled, subject=f"[test] {compiled.subject}")
+        return build_digest_template(self.site.settings, compiled, clock=self.site.clock)
+
+    async def _announcement(self, variant_id: int) -> MessageTemplate | None:
+        async with transaction(self.site.engine) as session:
+            variant = await session.get(EditionVariant, variant_id)
+        if variant is None:
+            return None
+        found = await announcements.for_edition(self.site, variant.edition_id)
+        if found is None:
+            return None
+        content = announcements.content_of(self.site, found)
+        try:
+            return await asyncio.to_thread(self._build_announcement, content, False)
+        except TooLarge:
+            return None  # refused when written; a changed template may still overflow
+
+    async def _announcement_copy(self, payload: dict[str, Any]) -> MessageTemplate | None:
+        try:
+            found = await announcements.get(self.site, int(payload["announcement_id"]))
+        except (NotFoundError, ValueError):
+            return None
+        content = announcements.content_of(self.site, found)
+        try:
+            return await asyncio.to_thread(self._build_announcement, content, True)
+        except TooLarge:
+            return None
 
     async def _articles(self, ids: list[int]) -> list[Article]:
         async with transaction(self.site.engine) as session:
@@ -129,7 +168,7 @@ class Composer:
 
     def message(self, job: Job) -> bytes | None:
         """Return the job's complete message, or None when it has nothing left to say."""
-        if job.kind == MailKind.DIGEST:
+        if job.kind in _EDITION_KINDS:
             template = self._templates.get(job.variant_id or 0)
         elif job.kind == MailKind.TEST_COPY:
             template = self._copies.pop(job.row_id, None)
@@ -194,7 +233,11 @@ _NOTICE_REF: dict[str, str] = {
 }
 
 
+#: Kinds rendered once per edition variant and personalized per reader.
+_EDITION_KINDS = (MailKind.DIGEST, MailKind.ANNOUNCEMENT)
+
+
 def _message_ref(job: Job) -> str:
-    if job.kind == MailKind.DIGEST:
+    if job.kind in _EDITION_KINDS:
         return f"e{job.edition_id}"
     return _NOTICE_REF[job.kind]

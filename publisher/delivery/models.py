@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -42,6 +42,7 @@ class MailKind(StrEnum):
     ALREADY_SUBSCRIBED = "already_subscribed"
     UNSUBSCRIBED = "unsubscribed"
     WELCOME = "welcome"
+    ANNOUNCEMENT = "announcement"  # an editor's one-off email to a chosen audience
 
 
 #: The subscription flow's mail: what `publisher serve` delivers by itself.
@@ -75,7 +76,8 @@ class Edition(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     period_key: Mapped[str] = mapped_column(sa.String(100), unique=True)
-    frequency: Mapped[str] = mapped_column(sa.String(10))
+    # daily, weekly, or "announcement" (planning.ANNOUNCEMENT: an announcement's one edition).
+    frequency: Mapped[str] = mapped_column(sa.String(20))
     status: Mapped[str] = mapped_column(sa.String(20), default=EditionStatus.OPEN)
     # The span of content the edition's recipients were given (earliest start, latest end).
     window_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -156,3 +158,55 @@ class RateWindow(Base):
     name: Mapped[str] = mapped_column(sa.String(50), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime)
     count: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+
+class AnnouncementStatus(StrEnum):
+    """Where an announcement is: written, waiting for its local time, going out, gone."""
+
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"  # waiting for its local time in some readers' zones
+    SENDING = "sending"  # every recipient written to the outbox (or being written)
+    SENT = "sent"  # its edition is done
+    CANCELLED = "cancelled"
+
+
+class SendMode(StrEnum):
+    """When an announcement goes: at once, or at a local time in each reader's zone."""
+
+    NOW = "now"
+    LOCAL = "local"
+
+
+class Announcement(Base):
+    """An editor's one-off email: Markdown body, language, audience, and when it goes."""
+
+    __tablename__ = "announcements"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(sa.String(200))
+    body_markdown: Mapped[str] = mapped_column(sa.Text)
+    # The Markdown rendered and sanitized as an article body is (content/sanitize.py).
+    body_html: Mapped[str] = mapped_column(sa.Text)
+    language: Mapped[str] = mapped_column(sa.String(20))
+    # subscribers.audience.Audience.to_json(): languages, topics, frequencies (empty: any).
+    audience: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    status: Mapped[str] = mapped_column(sa.String(20), default=AnnouncementStatus.DRAFT)
+    send_mode: Mapped[str] = mapped_column(sa.String(10), default=SendMode.NOW)
+    # Local-time sends: this wall-clock date and time in each reader's zone.
+    send_date: Mapped[date | None] = mapped_column(sa.Date, nullable=True)
+    send_time: Mapped[str] = mapped_column(sa.String(5), default="")
+    author: Mapped[str] = mapped_column(sa.String(320), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When the send was asked for: readers confirmed before it are the audience.
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Local-time sends: the zones already written, so a tick rereads only new zones' readers.
+    zones_queued: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    # Set once every recipient is in the outbox; "sending" without it is resumed.
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    edition_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("editions.id", ondelete="SET NULL"), nullable=True
+    )
+
+    __table_args__ = (sa.Index("ix_announcements_status", "status", "id"),)

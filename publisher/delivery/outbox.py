@@ -14,9 +14,11 @@ from publisher.delivery.store import bounce_kind as bounce_kind
 from publisher.delivery.store import edition_subscribers as edition_subscribers
 from publisher.delivery.store import last_errors as last_errors
 from publisher.delivery.store import new_worker_id as new_worker_id
+from publisher.delivery.store import queue_announcements as queue_announcements
 from publisher.delivery.store import queue_digests as queue_digests
 from publisher.delivery.store import queue_notice as queue_notice
 from publisher.delivery.store import queue_test_copy as queue_test_copy
+from publisher.delivery.store import queued_among as queued_among
 from publisher.delivery.store import row_state as row_state
 from publisher.delivery.store import status_counts as status_counts
 from publisher.delivery.store import unfinished_count as unfinished_count

@@ -1,14 +1,16 @@
-"""mail.rate_per_second and mail.rate_per_hour, counted in the database.
+"""mail.rate_per_second, mail.rate_per_hour and each relay's rate, counted in the database.
 
-Both limits are fixed windows kept in ``rate_windows`` (the second, and the clock hour),
+Every limit is a fixed window kept in ``rate_windows`` (the second, and the clock hour),
 so every worker process sharing the database shares the budget and a restart does not
 reset the hour. Workers reserve small blocks of sends at a time and give back what they
-did not use when they stop.
+did not use when they stop. A relay's ``rate_per_second`` is the same kind of window,
+under a name of its own (:func:`relay_scope`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +32,13 @@ class _Window:
     held: int = 0  # reserved in this window and not used yet
 
 
+def relay_scope(relay: str) -> str:
+    """Return the prefix of a relay's windows: the same for every process, 50 characters at most."""
+    # A digest of the URL without its password: every process derives the same name,
+    # and a long host name cannot overflow rate_windows.name.
+    return f"relay:{hashlib.sha256(relay.encode()).hexdigest()[:16]}:"
+
+
 def window_start(now: datetime, length: timedelta) -> datetime:
     """Return the start of the fixed window of ``length`` that contains ``now``."""
     epoch = datetime(2000, 1, 1, tzinfo=now.tzinfo)
@@ -49,6 +58,7 @@ class RateLimiter:
         per_second: float,
         per_hour: int,
         stop: asyncio.Event | None = None,
+        scope: str = "",
     ) -> None:
         self.engine = engine
         self.clock = clock
@@ -58,9 +68,9 @@ class RateLimiter:
             # Fractional rates (0.5/s) become a whole number per longer window.
             length = timedelta(seconds=max(1.0, 1.0 / per_second))
             limit = max(1, round(per_second * length.total_seconds()))
-            self._windows.append(_Window("second", length, limit))
+            self._windows.append(_Window(f"{scope}second", length, limit))
         if per_hour > 0:
-            self._windows.append(_Window("hour", timedelta(hours=1), per_hour))
+            self._windows.append(_Window(f"{scope}hour", timedelta(hours=1), per_hour))
         self._lock = asyncio.Lock()
         self._sqlite = is_sqlite(str(engine.url))
 

@@ -33,6 +33,11 @@ ReplyKind = Literal["accepted", "temporary", "permanent"]
 #: idle sessions (Postfix after 300 s) and the first message would otherwise fail.
 IDLE_CHECK_SECONDS = 30.0
 
+#: Waits until a relay may take one more message (see Relay.pace).
+Pacer = Callable[[], Awaitable[object]]
+#: Makes the pacer of one relay (its URL without password) and its rate per second.
+PacerFactory = Callable[[str, float], Pacer]
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -372,10 +377,18 @@ def _describe_exc(exc: BaseException) -> str:
 class Relay:
     """One [[mail.relays]] entry in this process: its sessions, pace and health."""
 
-    def __init__(self, target: SmtpTarget, weight: int, connections: int, rate: float) -> None:
+    def __init__(
+        self,
+        target: SmtpTarget,
+        weight: int,
+        connections: int,
+        rate: float,
+        pacer: Pacer | None = None,
+    ) -> None:
         self.target = target
         self.weight = weight
         self.rate = rate
+        self.pacer = pacer
         self.down_until = 0.0
         self.last_error = ""
         self._next_send = 0.0
@@ -395,8 +408,16 @@ class Relay:
         return now >= self.down_until
 
     async def pace(self) -> None:
-        """Wait for this relay's per-process rate_per_second, if it has one."""
+        """Wait for this relay's rate_per_second, if it has one.
+
+        With a pacer (the delivery worker's, counted in the database) the rate holds
+        across every process; without one (a single transactional message) it is
+        kept in this process.
+        """
         if self.rate <= 0:
+            return
+        if self.pacer is not None:
+            await self.pacer()
             return
         now = time.monotonic()
         wait = self._next_send - now
@@ -415,14 +436,21 @@ class Relay:
                 self._free.put_nowait(session)
 
 
-def relays_of(mail: MailSettings) -> list[Relay]:
-    """Return the configured relays: [[mail.relays]], else mail.smtp_url with weight 1."""
+def relays_of(mail: MailSettings, pacer_for: PacerFactory | None = None) -> list[Relay]:
+    """Return the configured relays: [[mail.relays]], else mail.smtp_url with weight 1.
+
+    ``pacer_for(relay, rate)`` gives a relay with a rate its shared pacer; ``relay`` is
+    the URL without its password, the same in every process.
+    """
     if not mail.relays:
         return [Relay(parse_smtp_url(mail.smtp_url), 1, mail.connections, 0)]
-    return [
-        Relay(parse_smtp_url(relay.url), relay.weight, relay.connections, relay.rate_per_second)
-        for relay in mail.relays
-    ]
+    relays = []
+    for relay in mail.relays:
+        target = parse_smtp_url(relay.url)
+        rate = relay.rate_per_second
+        pacer = pacer_for(target.describe(), rate) if pacer_for and rate > 0 else None
+        relays.append(Relay(target, relay.weight, relay.connections, rate, pacer))
+    return relays
 
 
 class RelayConnection(SmtpConnection):
@@ -498,7 +526,9 @@ class RelayConnection(SmtpConnection):
 class SmtpPool:
     """Persistent connections to mail.smtp_url, or spread over [[mail.relays]]."""
 
-    def __init__(self, mail: MailSettings, size: int | None = None) -> None:
+    def __init__(
+        self, mail: MailSettings, size: int | None = None, *, pacer_for: PacerFactory | None = None
+    ) -> None:
         self.target = parse_smtp_url(mail.smtp_url)
         timeout = mail.timeout.total_seconds()
         self.connections: list[SmtpConnection]
@@ -507,7 +537,7 @@ class SmtpPool:
                 SmtpConnection(self.target, timeout) for _ in range(size or mail.connections)
             ]
             return
-        relays = relays_of(mail)
+        relays = relays_of(mail, pacer_for)
         cooldown = mail.relay_cooldown.total_seconds()
         slots = size or sum(relay.connections for relay in mail.relays)
         self.connections = [RelayConnection(relays, timeout, cooldown) for _ in range(slots)]

@@ -130,6 +130,7 @@ class Outcome:
 #: The subscriber status each kind of mail still makes sense for when it is claimed.
 _WANTS_STATUS: dict[str, str] = {
     MailKind.DIGEST: ACTIVE,
+    MailKind.ANNOUNCEMENT: ACTIVE,
     MailKind.WELCOME: ACTIVE,
     MailKind.ALREADY_SUBSCRIBED: ACTIVE,
     MailKind.CONFIRMATION: PENDING,
@@ -815,6 +816,19 @@ async def queue_digests(session: AsyncSession, rows: list[dict[str, Any]], now: 
     )
 
 
+async def queued_among(
+    session: AsyncSession, edition_id: int, subscriber_ids: Sequence[int]
+) -> set[int]:
+    """Return which of these subscribers already have a row in the edition."""
+    return set(
+        await session.scalars(
+            sa.select(_OUTBOX.c.subscriber_id)
+            .where(_OUTBOX.c.edition_id == edition_id)
+            .where(_OUTBOX.c.subscriber_id.in_(subscriber_ids))
+        )
+    )
+
+
 def taken_in(edition_id: int | None) -> repository.Taken:
     """Return SQL telling, per subscriber id, whether the edition already has their row."""
 
@@ -937,3 +951,21 @@ async def queue_test_copy(
     session.add(row)
     await session.flush()
     return row.id
+
+
+async def queue_announcements(
+    session: AsyncSession, rows: list[dict[str, Any]], now: datetime
+) -> None:
+    """Queue one announcement's copies (edition_id, variant_id, subscriber_id, email,
+    message_id per row), skipping readers who already have theirs."""
+    defaults = {
+        "kind": MailKind.ANNOUNCEMENT,
+        "status": QUEUED,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "claimed_by": "",
+        "smtp_response": "",
+    }
+    await session.execute(
+        _insert_ignoring_duplicates(session), [{**defaults, **row} for row in rows]
+    )

@@ -1,10 +1,12 @@
-"""Send one test copy of the next digest through the outbox, as `digest send --to` does."""
+"""Send one test copy (of the next digest, or of an announcement) through the outbox."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from publisher import planning
 from publisher.db import transaction
-from publisher.delivery import store
+from publisher.delivery import announcements, store
 from publisher.delivery.editions import current_edition_date, mail_domain
 from publisher.delivery.models import MailKind, OutboxStatus
 from publisher.delivery.preview import next_digest
@@ -30,6 +32,18 @@ async def send_test_copy(site: Site, frequency: str, to: str) -> int:
         "edition_key": planning.period_key(frequency, local),
         "edition_date": local.isoformat(),
     }
+    await _queue_and_deliver(site, to, payload)
+    return len(chosen.articles)
+
+
+async def send_announcement_test(site: Site, announcement_id: int, to: str) -> None:
+    """Queue and deliver one test copy of an announcement to ``to`` (subject marked [test])."""
+    await announcements.get(site, announcement_id)  # NotFoundError for a wrong id
+    await _queue_and_deliver(site, to, {"announcement_id": announcement_id})
+
+
+async def _queue_and_deliver(site: Site, to: str, payload: dict[str, Any]) -> None:
+    now = site.clock.now()
     async with transaction(site.engine) as session:
         row_id = await store.queue_test_copy(session, to, payload, now, domain=mail_domain(site))
     # The same worker as every other message, limited to test copies: a test copy
@@ -40,4 +54,3 @@ async def send_test_copy(site: Site, frequency: str, to: str) -> int:
         raise DeliveryError(
             f"test copy to {to} not sent ({row.status}): {report.paused or row.response}"
         )
-    return len(chosen.articles)

@@ -17,12 +17,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from publisher import metrics
+from publisher.delivery import announcements
 from publisher.delivery.compose import Composer
 from publisher.delivery.editions import resume_enqueues
 from publisher.delivery.models import CANCELLED, FAILED, RETRYING, SENT, MailKind
-from publisher.delivery.ratelimit import RateLimiter
+from publisher.delivery.ratelimit import RateLimiter, relay_scope
 from publisher.delivery.retry import RetryPolicy
-from publisher.delivery.smtp import Reply, ServerUnavailable, SmtpConnection, SmtpPool
+from publisher.delivery.smtp import (
+    Pacer,
+    Reply,
+    ServerUnavailable,
+    SmtpConnection,
+    SmtpPool,
+)
 from publisher.delivery.store import DeliveryStore, Job, Outcome, open_store
 from publisher.errors import LockedError, PublisherError
 from publisher.site import Site
@@ -219,6 +226,8 @@ class _Run:
             per_hour=mail.rate_per_hour,
             stop=stop,
         )
+        #: Each relay's rate_per_second, shared with every worker through the database.
+        self.relay_limiters: dict[str, RateLimiter] = {}
         self.progress = progress
         self.queue: asyncio.Queue[Job | None] = asyncio.Queue()
         self.held: list[Job] = []
@@ -227,6 +236,22 @@ class _Run:
         self.pauses = 0
         #: Connections holding a message (sending it or waiting for its result).
         self.busy = 0
+
+    def relay_pacer(self, relay: str, rate: float) -> Pacer:
+        """Return the shared pacer of one relay (one limiter per relay per run)."""
+        limiter = self.relay_limiters.get(relay)
+        if limiter is None:
+            # No stop event: a message whose session is open waits out the window
+            # (at most max(1 s, 1/rate)) rather than exceed the relay's rate.
+            limiter = RateLimiter(
+                self.site.engine,
+                self.site.clock,
+                per_second=rate,
+                per_hour=0,
+                scope=relay_scope(relay),
+            )
+            self.relay_limiters[relay] = limiter
+        return limiter.acquire
 
     async def sender_loop(self, connection: SmtpConnection, recorder: _Recorder) -> None:
         previous: list[asyncio.Future[None] | None] = [None]
@@ -387,6 +412,9 @@ async def deliver(
         if not kinds or MailKind.DIGEST in kinds:
             for queued in await resume_enqueues(site):
                 report.enqueued += queued.queued
+        if not kinds or MailKind.ANNOUNCEMENT in kinds:
+            # An announcement send cut short by a crash: write the rest of its readers.
+            await announcements.run_due(site, site.clock.now())
         report.recovered += await run.outbox.recover(site.clock.now())
         while True:
             await _deliver_once(run, until_idle, linger)
@@ -406,6 +434,8 @@ async def deliver(
             report.finished += await run.outbox.finish_editions(site.clock.now())
     finally:
         await run.limiter.release()
+        for limiter in run.relay_limiters.values():
+            await limiter.release()
         await run.outbox.unregister()
         report.elapsed = time.monotonic() - report.started
     return report
@@ -424,7 +454,7 @@ async def _register(run: _Run) -> None:
 
 
 async def _deliver_once(run: _Run, until_idle: bool, linger: timedelta) -> None:
-    pool = SmtpPool(run.site.settings.mail)
+    pool = SmtpPool(run.site.settings.mail, pacer_for=run.relay_pacer)
     recorder = _Recorder(run.outbox, run.report, run.progress, lambda: run.busy)
     senders = [asyncio.create_task(run.sender_loop(c, recorder)) for c in pool.connections]
     try:

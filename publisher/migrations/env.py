@@ -16,6 +16,9 @@ if connection is None:
         with context.begin_transaction():
             context.run_migrations()
 else:
-    context.configure(connection=connection, render_as_batch=True)
+    # One transaction per migration: a failure keeps the migrations before it, and a
+    # migration may step out of its transaction (autocommit_block) to build an index
+    # CONCURRENTLY on PostgreSQL.
+    context.configure(connection=connection, render_as_batch=True, transaction_per_migration=True)
     with context.begin_transaction():
         context.run_migrations()

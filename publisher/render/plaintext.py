@@ -109,3 +109,30 @@ def notice_text(context: Mapping[str, Any]) -> str:
     if site["postal_address"]:
         lines += ["", *wrap(site["postal_address"])]
     return "\n".join(lines) + "\n"
+
+
+def announcement_text(context: Mapping[str, Any]) -> str:
+    """Render an announcement's text part from the template context of its HTML part."""
+    labels = context["labels"]
+    site = context["site"]
+    lines: list[str] = [site["title"].upper(), site["url"], context["date_line"], ""]
+    if not context["public"]:
+        lines += [context["greeting"], ""]
+    lines += [*wrap(context["heading"].upper()), ""]
+    for paragraph in context["body_text"].split("\n"):
+        lines += [*wrap(paragraph), ""]
+    if context["public"]:
+        lines += ["-- ", *wrap(context["public_note"]), ""]
+        footer = [("subscribe", "subscribe"), ("digests", "digests")]
+    else:
+        lines += ["-- ", *wrap(context["why"]), context["email"], ""]
+        footer = [
+            ("unsubscribe", "unsubscribe"),
+            ("preferences", "preferences"),
+            ("web", "archive"),
+        ]
+    if site["postal_address"]:
+        lines += [*wrap(site["postal_address"]), ""]
+    for label, link in footer:
+        lines += [f"{labels[label]}:", context["links"][link]]
+    return "\n".join(lines) + "\n"

@@ -15,11 +15,12 @@ from starlette.responses import Response
 
 from publisher.config import Settings
 from publisher.db import transaction
-from publisher.delivery import archive
+from publisher.delivery import announcements, archive
 from publisher.delivery.archive import ArchivedDigest, ArchivedEdition
 from publisher.feeds.model import EPOCH, MEDIA_TYPES, Format, Item
 from publisher.feeds.xml import listing_feed_bytes
-from publisher.planning import archive_path, period_key_of
+from publisher.planning import ANNOUNCEMENT, archive_path, period_key_of
+from publisher.render.announcement import AnnouncementContent, render_announcement
 from publisher.render.digest import Digest, render_digest
 from publisher.render.i18n import long_date, translations
 from publisher.site import Site
@@ -39,6 +40,10 @@ Built = tuple[bytes, str, datetime] | None
 def edition_title(settings: Settings, edition: ArchivedEdition, language: str) -> str:
     """Return "Daily digest of 25 November 2026" in ``language``."""
     gettext = translations(language, "web", settings.site.templates_dir).gettext
+    if edition.frequency == ANNOUNCEMENT:
+        return gettext("Announcement of %(date)s") % {
+            "date": long_date(edition.local_date, language)
+        }
     frequency = gettext("daily") if edition.frequency == "daily" else gettext("weekly")
     return gettext("%(frequency)s digest of %(date)s") % {
         "frequency": frequency,
@@ -144,6 +149,12 @@ def web_version(settings: Settings, found: ArchivedDigest) -> str:
     return html
 
 
+def announcement_web_version(settings: Settings, content: AnnouncementContent) -> str:
+    """Render a sent announcement reader-neutral: no greeting, address or links."""
+    html, _text = render_announcement(settings, content).fill({})
+    return html
+
+
 async def edition_page(request: Request) -> Response:
     """Show one edition's digest in one language, as sent."""
     slug = request.path_params["edition"]
@@ -153,6 +164,18 @@ async def edition_page(request: Request) -> Response:
         raise HTTPException(404)
     site: Site = request.app.state.site
     settings = site.settings
+
+    async def announced(session: AsyncSession) -> Built:
+        found = await archive.archived_announcement(session, slug, language, settings.tz)
+        if found is None:
+            return None
+        edition, announcement = found
+        content = announcements.content_of(site, announcement, public=True)
+        html = await asyncio.to_thread(announcement_web_version, settings, content)
+        return html.encode("utf-8"), HTML_TYPE, edition.sent_at
+
+    if slug.startswith(f"{ANNOUNCEMENT}-"):
+        return await _serve(request, f"/digests/{slug}/{language}", announced)
 
     async def build(session: AsyncSession) -> Built:
         found = await archive.archived_digest(

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
+from starlette.routing import Mount, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from publisher import db
@@ -74,23 +77,25 @@ async def _revision(site: Site) -> str | None:
 
 @router.get("/readyz", include_in_schema=False)
 async def readyz(request: Request) -> JSONResponse:
-    """Answer 200 when the database answers and its schema is the code's; else 503."""
+    """Answer 200 when the database answers and the code can run on its schema; else 503.
+
+    A schema *ahead* of the code is ready: during a rolling upgrade the new release
+    migrates first (expand only) and this one keeps serving until it is replaced.
+    """
     site: Site = request.app.state.site
-    head = getattr(request.app.state, "head_revision", None)
-    if head is None:
-        try:
-            head = request.app.state.head_revision = await asyncio.to_thread(db.head_revision)
-        except PublisherError as exc:
-            return JSONResponse({"status": "error", "migrations": str(exc)}, 503, NO_STORE)
     try:
         current = await asyncio.wait_for(_revision(site), READY_TIMEOUT)
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         detail = f"unreachable ({type(exc).__name__})"
         return JSONResponse({"status": "error", "database": detail}, 503, NO_STORE)
-    body: dict[str, Any] = {"database": "ok", "revision": current, "head": head}
-    if current != head:
+    try:
+        schema = await asyncio.to_thread(db.status_of, current)
+    except PublisherError as exc:
+        return JSONResponse({"status": "error", "migrations": str(exc)}, 503, NO_STORE)
+    body: dict[str, Any] = {"database": "ok", "revision": current, "head": schema.head}
+    if schema.state is db.SchemaState.BEHIND:
         return JSONResponse({"status": "error", "migrations": "behind", **body}, 503, NO_STORE)
-    return JSONResponse({"status": "ok", **body}, 200, NO_STORE)
+    return JSONResponse({"status": "ok", "migrations": schema.state.value, **body}, 200, NO_STORE)
 
 
 class RequestMetrics:
@@ -98,6 +103,7 @@ class RequestMetrics:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._templates: RouteTemplates | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Time the request and record it once the response has started."""
@@ -106,6 +112,9 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = [500]
+        # Routing rewrites the scope in place (a mounted app replaces "app" and
+        # "root_path"): remember the outer app and the path as they arrived.
+        outer, path = scope.get("app"), str(scope.get("path", ""))
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -115,39 +124,77 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, sending)
         finally:
+            if self._templates is None:
+                self._templates = RouteTemplates(getattr(outer, "routes", []))
+            method = str(scope.get("method", ""))
             observe_request(
-                _template(scope),
-                str(scope.get("method", "")),
+                self._templates.label(scope.get("route"), path, method),
+                method,
                 status[0],
                 time.perf_counter() - started,
             )
 
 
-def _template(scope: Scope) -> str:
-    """Return the route template a request matched; unknown paths share one label."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    if not isinstance(path, str):
-        # Plain routes inside an included router leave no template in the scope: match
-        # again (a handful of routes, after the response has gone).
-        app = scope.get("app")
-        path = _match(getattr(getattr(app, "router", None), "routes", []), scope)
-    # "unmatched": a scanner must not grow the series without bound.
-    return path or "unmatched"
+@dataclass(frozen=True)
+class _Template:
+    path: str
+    pattern: re.Pattern[str]
+    methods: frozenset[str]
 
 
-def _match(routes: list[Any], scope: Scope) -> str | None:
-    for candidate in routes:
-        inner = getattr(candidate, "original_router", None)
-        if inner is not None:
-            found = _match(list(inner.routes), scope)
-            if found:
-                return found
-            continue
-        match, _ = candidate.matches(scope)
-        if match == Match.FULL and isinstance(getattr(candidate, "path", None), str):
-            return str(candidate.path)
-    return None
+class RouteTemplates:
+    """Every route's full template: mount paths and router prefixes included.
+
+    The route a request matched (``scope["route"]``) carries its template relative to
+    its router or mounted app ("/login" in /admin, "/articles" in /api/v1), so the
+    label is looked up by the route itself; a route that left no trace is matched
+    again by path. Unknown paths share one label so a scanner cannot grow the series.
+    """
+
+    UNMATCHED = "unmatched"
+
+    def __init__(self, routes: Sequence[Any]) -> None:
+        self._by_route: dict[int, str] = {}
+        self._templates: list[_Template] = []
+        self._walk(routes, "")
+        # Catch-alls ("/api/v1/{path:path}") answer only what nothing else matched.
+        self._templates.sort(key=lambda template: ":path}" in template.path)
+
+    def _walk(self, routes: Sequence[Any], prefix: str) -> None:
+        for route in routes:
+            inner = getattr(route, "original_router", None)
+            if inner is not None:  # a router included with include_router
+                included = getattr(getattr(route, "include_context", None), "prefix", "")
+                self._walk(list(inner.routes), prefix + str(included or ""))
+                continue
+            path = getattr(route, "path", None)
+            if not isinstance(path, str):
+                continue
+            if isinstance(route, Mount):
+                if route.routes:
+                    self._walk(list(route.routes), prefix + path)
+                else:  # a mounted app without routes (static files)
+                    self._add(route, prefix + path + "/{path:path}", None)
+                continue
+            self._add(route, prefix + path, getattr(route, "methods", None))
+
+    def _add(self, route: Any, full: str, methods: Any) -> None:
+        self._by_route.setdefault(id(route), full)
+        pattern, _, _ = compile_path(full)
+        self._templates.append(_Template(full, pattern, frozenset(methods or ())))
+
+    def label(self, route: Any, path: str, method: str) -> str:
+        """Return the full template of the route a request matched, else "unmatched"."""
+        found = self._by_route.get(id(route)) if route is not None else None
+        if found is not None:
+            return found
+        other = None
+        for template in self._templates:
+            if template.pattern.match(path):
+                if not template.methods or method in template.methods:
+                    return template.path
+                other = other or template.path  # answered 405
+        return other or self.UNMATCHED
 
 
 def close(app: Any) -> None:

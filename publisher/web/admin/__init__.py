@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from publisher.site import Site
 from publisher.web.admin import (
     accounts,
+    announcements,
     articles,
     auth,
     dashboard,
@@ -75,6 +76,15 @@ def create_admin_app(site: Site) -> FastAPI:
             )
         return response
 
-    for module in (auth, static, dashboard, articles, subscribers, digests, accounts):
+    for module in (
+        auth,
+        static,
+        dashboard,
+        articles,
+        subscribers,
+        digests,
+        announcements,
+        accounts,
+    ):
         app.include_router(module.router)
     return app

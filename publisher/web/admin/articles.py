@@ -5,18 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
 from publisher.accounts import audit
-from publisher.content import authoring
+from publisher.content import authoring, listing
 from publisher.content.authoring import ArticleInput, ArticleStatus
 from publisher.content.markdown import render_markdown
 from publisher.content.models import Article
 from publisher.content.sanitize import clean_line, first_paragraph_text, sanitize_html
-from publisher.content.slugs import slugify
 from publisher.content.store import ArticleStore, normalize_tags
 from publisher.db import transaction
 from publisher.errors import InputError, PublisherError
@@ -30,7 +28,12 @@ from publisher.web.admin.auth import (
     client_ip,
     site_of,
 )
-from publisher.web.admin.paging import PAGE_SIZE, cursor_int, search_text
+from publisher.web.admin.paging import (
+    PAGE_SIZE,
+    article_cursor,
+    encode_article_cursor,
+    search_text,
+)
 from publisher.web.admin.rendering import page
 
 router = APIRouter()
@@ -38,40 +41,25 @@ router = APIRouter()
 
 @router.get("/articles")
 async def article_list(request: Request, editor: Reading) -> Response:
-    """List articles newest first, filtered by a title search, status and language."""
+    """List articles (undated drafts, then newest first) by title words, status and language."""
     site = site_of(request)
-    q = search_text(request.query_params.get("q"))
+    raw_q = request.query_params.get("q", "")
+    q = search_text(raw_q)
     status = request.query_params.get("status", "")
     lang = request.query_params.get("lang", "")[:20]
-    before = cursor_int(request.query_params.get("before"))
-    query = (
-        sa.select(
-            Article.id,
-            Article.slug,
-            Article.title,
-            Article.status,
-            Article.language,
-            Article.tags,
-            Article.author,
-            Article.published_at,
-            Article.updated_at,
-        )
-        .order_by(Article.id.desc())
-        .limit(PAGE_SIZE + 1)
+    after = article_cursor(request.query_params.get("after"))
+    wanted = listing.ArticleFilter(
+        status=status if status in (ArticleStatus.DRAFT, ArticleStatus.PUBLISHED) else None,
+        language=lang or None,
+        text=" ".join(raw_q.split()) or None,
     )
-    if before is not None:
-        query = query.where(Article.id < before)
-    if q:
-        # Titles are searched by their beginning through the slug index (a slug is the
-        # title transliterated): no scan of the table, whatever its size.
-        prefix = slugify(q)
-        query = query.where(Article.slug >= prefix, Article.slug < prefix + "~")
-    if status in (ArticleStatus.DRAFT, ArticleStatus.PUBLISHED):
-        query = query.where(Article.status == status)
-    if lang:
-        query = query.where(Article.language == lang)
-    async with transaction(site.engine) as session:
-        rows = (await session.execute(query)).all()
+    rows: list[Article] = []
+    error = ""
+    try:
+        async with transaction(site.engine) as session:
+            rows = await listing.page(session, wanted, PAGE_SIZE + 1, after)
+    except listing.SearchError as exc:
+        error = str(exc)
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     return page(
@@ -81,10 +69,12 @@ async def article_list(request: Request, editor: Reading) -> Response:
             "editor": editor,
             "rows": rows,
             "q": q,
+            "error": error,
             "status": status,
             "lang": lang,
-            "next_before": rows[-1].id if more and rows else None,
+            "next_after": encode_article_cursor(listing.key_of(rows[-1])) if more else None,
         },
+        status_code=422 if error else 200,
     )
 
 

@@ -34,18 +34,6 @@ from subscribers.repository import Consent, Preferences
 
 router = APIRouter()
 
-_LIST_COLUMNS = (
-    Subscriber.id,
-    Subscriber.email,
-    Subscriber.email_key,
-    Subscriber.status,
-    Subscriber.language,
-    Subscriber.timezone,
-    Subscriber.frequency,
-    Subscriber.topics,
-    Subscriber.created_at,
-)
-
 
 def _filters(request: Request) -> dict[str, str]:
     params = request.query_params
@@ -59,43 +47,24 @@ def _filters(request: Request) -> dict[str, str]:
     }
 
 
-def subscriber_query(filters: dict[str, str], after: str | None, before: int | None) -> Any:
-    """Build the page query: an address prefix walks the email index, else newest first by id."""
-    query = sa.select(*_LIST_COLUMNS).limit(PAGE_SIZE + 1)
-    prefix = filters["q"]
-    if prefix:
-        # A range on the unique email_key index (bytewise under SQLite and C collation),
-        # then LIKE to be exact: no scan over the table.
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(
-            Subscriber.email_key >= prefix,
-            Subscriber.email_key < prefix + "\U0010ffff",
-            Subscriber.email_key.like(escaped + "%", escape="\\"),
-        ).order_by(Subscriber.email_key)
-        if after:
-            query = query.where(Subscriber.email_key > after)
-    else:
-        query = query.order_by(Subscriber.id.desc())
-        if before is not None:
-            query = query.where(Subscriber.id < before)
-    for name in ("status", "language", "timezone", "frequency"):
-        if filters[name]:
-            query = query.where(getattr(Subscriber, name) == filters[name])
-    if filters["topic"]:
-        topic = filters["topic"].replace("\\", "").replace("%", "").replace("_", "\\_")
-        query = query.where(sa.cast(Subscriber.topics, sa.Text).like(f'%"{topic}"%', escape="\\"))
-    return query
-
-
 @router.get("/subscribers")
 async def subscriber_list(request: Request, editor: Reading) -> Response:
     """List subscribers: search by address prefix, filter, keyset pages."""
     site = site_of(request)
     filters = _filters(request)
-    after = request.query_params.get("after", "")[:320] or None
-    before = cursor_int(request.query_params.get("before"))
+    after: int | str | None = cursor_int(request.query_params.get("before"))
+    if filters["q"]:
+        after = request.query_params.get("after", "")[:320] or None
+    wanted = repository.SubscriberFilter(
+        status=filters["status"] or None,
+        language=filters["language"] or None,
+        timezone=filters["timezone"] or None,
+        frequency=filters["frequency"] or None,
+        topic=filters["topic"] or None,
+        email_prefix=filters["q"] or None,
+    )
     async with transaction(site.engine) as session:
-        rows = (await session.execute(subscriber_query(filters, after, before))).all()
+        rows = await repository.page(session, wanted, PAGE_SIZE + 1, after)
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     next_cursor = ""

@@ -8,7 +8,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
-from publisher.web.api import articles, digest, editions, subscribers
+from publisher.web.api import announcements, articles, digest, editions, subscribers
 from publisher.web.api.errors import ApiError, api_error, not_found
 from publisher.web.api.limits import LimitedRoute
 
@@ -16,7 +16,7 @@ PREFIX = "/api/v1"
 VERSION = "1.0.0"
 
 router = APIRouter(prefix=PREFIX, route_class=LimitedRoute)
-for module in (articles, subscribers, editions, digest):
+for module in (articles, subscribers, editions, digest, announcements):
     router.include_router(module.router)
 
 
@@ -25,7 +25,7 @@ def openapi_document(title: str) -> dict[str, Any]:
     return get_openapi(
         title=f"{title} API",
         version=VERSION,
-        description="Articles, subscribers, editions and digest previews. "
+        description="Articles, subscribers, editions, digest previews and announcements. "
         "Send `Authorization: Bearer TOKEN` (`publisher tokens create`).",
         routes=router.routes,
     )

@@ -177,7 +177,13 @@ async def list_articles(
     tag: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     author: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     q: Annotated[
-        str | None, Query(min_length=1, max_length=200, description="Words in the title.")
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="Words in the title: each must begin a title word "
+            "(case and accents ignored; at most 8 words).",
+        ),
     ] = None,
 ) -> pagination.Page[ArticleSummary]:
     """Return articles: undated drafts first, then newest first; filters combine."""
@@ -199,8 +205,12 @@ async def list_articles(
         text=q,
     )
     site = site_of(request)
-    async with transaction(site.engine) as session:
-        found = await listing.page(session, wanted, limit + 1, after)
+    try:
+        async with transaction(site.engine) as session:
+            found = await listing.page(session, wanted, limit + 1, after)
+    except listing.SearchError as exc:
+        error = {"loc": ("query", "q"), "msg": str(exc), "type": "value_error.search"}
+        raise RequestValidationError([error]) from exc
     items = [ArticleSummary(**_summary_fields(site, a)) for a in found[:limit]]
     next_cursor = None
     if len(found) > limit:

@@ -91,3 +91,4 @@ def allowed(action: Action) -> Any:
 Reader = Annotated[Caller, allowed(Action.READ)]
 ContentWriter = Annotated[Caller, allowed(Action.WRITE_CONTENT)]
 SubscriberWriter = Annotated[Caller, allowed(Action.WRITE_SUBSCRIBERS)]
+Sender = Annotated[Caller, allowed(Action.SEND)]

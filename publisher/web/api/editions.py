@@ -65,7 +65,8 @@ class EditionDetail(EditionOut):
     errors: list[ErrorOut]
 
 
-def _out(progress: Progress) -> EditionOut:
+def edition_out(progress: Progress) -> EditionOut:
+    """Return the API form of an edition and its progress."""
     edition = progress.edition
     count = progress.counts.get
     return EditionOut(
@@ -108,7 +109,7 @@ async def list_editions(
     if len(found) > limit:
         next_cursor = pagination.encode(CURSOR_KIND, found[limit - 1].edition.id)
     return pagination.Page[EditionOut](
-        items=[_out(p) for p in found[:limit]], next_cursor=next_cursor
+        items=[edition_out(p) for p in found[:limit]], next_cursor=next_cursor
     )
 
 
@@ -124,4 +125,4 @@ async def get_edition(
     if progress is None:
         raise not_found(f"no edition {period_key!r}")
     errors = [ErrorOut(**vars(e)) for e in await last_errors(site, progress.edition.id)]
-    return EditionDetail(**_out(progress).model_dump(), errors=errors)
+    return EditionDetail(**edition_out(progress).model_dump(), errors=errors)

@@ -1,0 +1,285 @@
+"""The CLI starts fast: checked by what it imports (deterministic), plus one generous timing.
+
+benchmarks/startup.py prints the figures; these tests catch the regressions that would
+move them: a command module or a heavy library loaded by `--help`, a renderer loaded by
+`digest status`, Alembic loaded when no migration is pending, drifted static help.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import pytest
+import sqlalchemy as sa
+
+from publisher import db, planning
+from publisher.accounts import passwords
+from publisher.accounts.models import Role, TokenScope
+from publisher.cli import COMMAND_HELP, COMMAND_MODULES, cli, sending, tokens, users
+from publisher.cli import subscribers as subscribers_cli
+from publisher.cli.init import init_site
+from subscribers import models as subscriber_models
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Libraries no help screen may load: each costs tens to hundreds of milliseconds.
+HEAVY = {
+    "sqlalchemy",
+    "alembic",
+    "pydantic",
+    "pydantic_settings",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "rich",
+    "jinja2",
+    "mjml",
+    "trafilatura",
+    "dkim",
+    "aiosmtplib",
+    "httpx",
+    "argon2",
+    "apscheduler",
+    "babel",
+    "asyncio",
+}
+#: What a status or listing command must not load: the renderer, the importers, the
+#: SMTP pool, the web app, the scheduler and (its schema being current) Alembic.
+NOT_FOR_QUERIES = {
+    "alembic",
+    "fastapi",
+    "uvicorn",
+    "mjml",
+    "trafilatura",
+    "dkim",
+    "aiosmtplib",
+    "httpx",
+    "apscheduler",
+    "argon2",
+    "publisher.web",
+    "publisher.render",
+    "publisher.ingest",
+    "publisher.delivery.worker",
+    "publisher.delivery.smtp",
+}
+
+PROBE = """
+import json, sys
+from publisher.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
+"""
+
+
+def loaded_modules(*args: str, cwd: Path | None = None) -> tuple[set[str], str]:
+    """Run the CLI in a fresh interpreter; return the modules it imported and its stdout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["COLUMNS"] = "100"
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    line = next(row for row in done.stderr.splitlines() if row.startswith("MODULES "))
+    return set(json.loads(line.removeprefix("MODULES "))), done.stdout
+
+
+def families(modules: set[str], names: set[str]) -> set[str]:
+    """Return which of ``names`` (packages or dotted prefixes) appear among ``modules``."""
+    return {name for name in names if any(m == name or m.startswith(name + ".") for m in modules)}
+
+
+def test_help_lists_every_command_without_importing_any() -> None:
+    modules, shown = loaded_modules("--help")
+    assert families(modules, HEAVY) == set()
+    assert [
+        m for m in modules if m.startswith("publisher.cli.") and m != "publisher.cli.context"
+    ] == []
+    for name in COMMAND_MODULES:
+        assert f"  {name} " in shown
+
+
+@pytest.mark.parametrize("group", sorted(COMMAND_MODULES))
+def test_each_command_help_loads_no_heavy_library(group: str) -> None:
+    modules, shown = loaded_modules(group, "--help")
+    assert "Usage: publisher" in shown
+    assert families(modules, HEAVY) == set(), group
+
+
+def test_version_loads_nothing_heavy() -> None:
+    modules, shown = loaded_modules("--version")
+    assert shown.startswith("publisher, version ")
+    assert families(modules, HEAVY) == set()
+
+
+def test_static_help_equals_each_commands_own() -> None:
+    context = click.Context(cli)
+    for name in sorted(COMMAND_MODULES):
+        command = cli.get_command(context, name)
+        assert command is not None, name
+        assert COMMAND_HELP[name] == command.get_short_help_str(limit=10_000), name
+    assert set(COMMAND_HELP) == set(COMMAND_MODULES)
+
+
+def test_lazy_help_screen_equals_the_loaded_one() -> None:
+    lazy = subprocess.run(
+        [sys.executable, "-m", "publisher", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "80"},
+        timeout=300,
+        check=True,
+    ).stdout
+    # The same screen once every command is really imported (click's own rendering).
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import click\n"
+            "from publisher.cli import COMMAND_MODULES, cli, main\n"
+            "ctx = click.Context(cli)\n"
+            "for name in COMMAND_MODULES: cli.get_command(ctx, name)\n"
+            "main(['--help'])\n",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "80"},
+        timeout=300,
+        check=True,
+    ).stdout
+    assert lazy == loaded
+
+
+def test_literal_choices_equal_their_sources() -> None:
+    assert sending.FREQUENCIES == planning.FREQUENCIES
+    assert subscribers_cli.FREQUENCIES == subscriber_models.FREQUENCIES
+    assert subscribers_cli.STATUSES == subscriber_models.STATUSES
+    assert tuple(role.value for role in Role) == users.ROLES
+    assert tuple(scope.value for scope in TokenScope) == tokens.SCOPES
+
+
+@pytest.fixture(scope="module")
+def small_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run `publisher demo --no-serve` once: articles, readers and sent editions."""
+    site = tmp_path_factory.mktemp("startup") / "site"
+    done = subprocess.run(
+        [sys.executable, "-m", "publisher", "demo", "--dir", str(site), "--no-serve"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return site
+
+
+@pytest.mark.parametrize(
+    "args", [("digest", "status"), ("articles", "list"), ("subscribers", "list")]
+)
+def test_query_commands_load_only_what_they_query(small_site: Path, args: tuple[str, ...]) -> None:
+    modules, shown = loaded_modules(*args, cwd=small_site)
+    assert shown.strip(), args
+    assert families(modules, NOT_FOR_QUERIES) == set(), args
+
+
+def test_pending_migrations_still_run(tmp_path: Path) -> None:
+    """The cheap revision check must not hide a database that is behind."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    db.upgrade(url, "0001_content")
+    assert db.current_revision(url) == "0001_content"
+    db.ensure_schema(url)
+    assert db.current_revision(url) == db.head_revision()
+
+
+def test_head_read_from_the_files_equals_alembics() -> None:
+    assert db.read_heads() == db.alembic_heads()
+    assert db.head_revision() == db.alembic_heads()[0]
+
+
+def test_head_reader_agrees_with_alembic_on_other_layouts(tmp_path: Path) -> None:
+    """Annotated assignments, a merge and a branch: the reader matches Alembic or defers."""
+    migrations = tmp_path / "migrations"
+    shutil.copytree(db.MIGRATIONS_DIR, migrations, ignore=shutil.ignore_patterns("0*.py"))
+    versions = migrations / "versions"
+    files = {
+        "a.py": 'revision = "a"\ndown_revision = None\n',
+        "b.py": 'revision: str = "b"\ndown_revision: str | None = "a"  # after a\n',
+        "c.py": "revision = 'c'\ndown_revision = 'a'\n",
+    }
+    for name, text in files.items():
+        (versions / name).write_text(
+            text + "def upgrade() -> None:\n    pass\n\n\ndef downgrade() -> None:\n    pass\n",
+            encoding="utf-8",
+        )
+    assert db.read_heads(migrations) == sorted(db.alembic_heads(migrations)) == ["b", "c"]
+    (versions / "d.py").write_text(
+        'revision = "d"\ndown_revision = ("b", "c")\n'
+        "def upgrade() -> None:\n    pass\n\n\ndef downgrade() -> None:\n    pass\n",
+        encoding="utf-8",
+    )
+    assert db.read_heads(migrations) == db.alembic_heads(migrations) == ["d"]
+    # A revision the reader cannot take literally: it defers to Alembic.
+    (versions / "e.py").write_text(
+        'REV = "e"\nrevision = REV\ndown_revision = "d"\n'
+        "def upgrade() -> None:\n    pass\n\n\ndef downgrade() -> None:\n    pass\n",
+        encoding="utf-8",
+    )
+    assert db.read_heads(migrations) is None
+    assert db.alembic_heads(migrations) == ["e"]
+
+
+def test_current_revision_agrees_with_alembic(tmp_path: Path) -> None:
+    from alembic.runtime.migration import MigrationContext
+
+    def alembics(url: str) -> str | None:
+        engine = db.create_sync_engine(url)
+        try:
+            with engine.connect() as connection:
+                return MigrationContext.configure(connection).get_current_revision()
+        finally:
+            engine.dispose()
+
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    assert db.current_revision(empty) is None
+    assert alembics(empty) is None
+    path = init_site(tmp_path / "site")
+    url = f"sqlite:///{path.parent / 'publisher.db'}"
+    assert db.current_revision(url) == alembics(url) == db.head_revision()
+    engine = db.create_sync_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '0003_delivery'"))
+    engine.dispose()
+    assert db.current_revision(url) == alembics(url) == "0003_delivery"
+
+
+def test_dummy_password_hash_uses_todays_parameters() -> None:
+    """A miss must cost as long as a hit: the literal hash has the hasher's parameters."""
+    assert not passwords.needs_rehash(passwords.DUMMY_HASH)
+    assert passwords.verify_password(None, "anything at all") is False
+
+
+def test_help_answers_quickly() -> None:
+    """Generous bound (the goal is 0.3 s; this machine is shared): best of five runs."""
+    publisher = Path(sys.executable).parent / "publisher"
+    argv = [str(publisher)] if publisher.exists() else [sys.executable, "-m", "publisher"]
+    best = float("inf")
+    for _ in range(5):
+        started = time.monotonic()
+        subprocess.run([*argv, "--help"], capture_output=True, timeout=60, check=True)
+        best = min(best, time.monotonic() - started)
+    assert best < 1.5, f"publisher --help took {best:.2f} s at best"

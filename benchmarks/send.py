@@ -92,7 +92,7 @@ async def pipeline(
     from publisher.delivery.compose import Composer
     from publisher.delivery.editions import enqueue, open_edition
     from publisher.delivery.models import OutboxRow
-    from publisher.delivery.outbox import Job
+    from publisher.delivery.store import Job
     from publisher.delivery.worker import deliver
     from publisher.site import Site
     from tests.delivery_helpers import add_articles, add_subscribers
@@ -202,13 +202,16 @@ def measure_ceiling(port: int, connections: int, message: bytes, count: int) -> 
     return seconds, _cpu() - cpu_started
 
 
-def run_child(subscribers: int, port: int, connections: int) -> dict[str, Any]:
-    """Run one pipeline measurement in a fresh process and return its figures."""
+def run_child(
+    subscribers: int, port: int, connections: int, script: str = __file__
+) -> dict[str, Any]:
+    """Run one pipeline measurement in a fresh process and return its figures
+    (``script``: this file of another checkout, to compare two versions in one run)."""
     with tempfile.TemporaryDirectory(prefix="publisher-bench-send-") as tmp:
         completed = subprocess.run(
             [
                 sys.executable,
-                __file__,
+                script,
                 "--child",
                 str(subscribers),
                 "--port",
@@ -295,6 +298,11 @@ def main() -> int:
     parser.add_argument(
         "--no-check", action="store_true", help="Print the figures without judging them."
     )
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="Also run the pipeline of another checkout (e.g. main) in this run, same sink.",
+    )
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", default="", help=argparse.SUPPRESS)
@@ -324,6 +332,11 @@ def main() -> int:
         before = measure_ceiling(port, args.connections, small["sample"], count)
         full = run_child(args.subscribers, port, args.connections)
         after = measure_ceiling(port, args.connections, full["sample"], count)
+        baseline: dict[str, Any] | None = None
+        if args.baseline:
+            script = str(Path(args.baseline).resolve() / "benchmarks" / "send.py")
+            baseline = run_child(args.subscribers, port, args.connections, script)
+            baseline["after"] = measure_ceiling(port, args.connections, full["sample"], count)
         # The whole command, between two ceilings for as many messages.
         command_n = args.command_subscribers
         command_before = measure_ceiling(port, args.connections, full["sample"], command_n)
@@ -373,6 +386,16 @@ def main() -> int:
         f"small run: {small['sent']} sent in {small['deliver_seconds']:.1f} s = "
         f"{small['sent'] / small['deliver_seconds']:,.0f} msg/s"
     )
+    if baseline is not None:
+        base_rate = baseline["sent"] / baseline["deliver_seconds"]
+        base_ceiling = (count / after[0] + count / baseline["after"][0]) / 2
+        print(
+            f"baseline {args.baseline}: enqueue {baseline['queued']} rows in "
+            f"{baseline['enqueue_seconds']:.1f} s; pipeline {baseline['sent']} sent in "
+            f"{baseline['deliver_seconds']:.1f} s = {base_rate:,.0f} msg/s = "
+            f"{base_rate / base_ceiling:.1%} of the ceiling measured around it "
+            f"({base_ceiling:,.0f} msg/s); this checkout: {ratio:.1%}"
+        )
     command_rate = command["sent"] / command["seconds"]
     command_bare = [command_n / command_before[0], command_n / command_after[0]]
     command_ceiling = sum(command_bare) / 2

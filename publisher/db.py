@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
+from publisher.columns import register_sqlite_functions
 from publisher.errors import InputError, StoreError, UsageError
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ def apply_sqlite_pragmas(dbapi_connection: Any, busy_ms: int = 30000) -> None:
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     apply_sqlite_pragmas(dbapi_connection)
+    register_sqlite_functions(dbapi_connection)
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:

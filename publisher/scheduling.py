@@ -33,7 +33,7 @@ from publisher import db, metrics, planning
 from publisher.config import Settings
 from publisher.content.models import PUBLISHED, Article
 from publisher.content.publishing import publish_due
-from publisher.delivery import announcements, outbox
+from publisher.delivery import announcements, store
 from publisher.delivery.editions import DEFAULT_WINDOW, EnqueueReport, enqueue, open_edition
 from publisher.delivery.worker import DeliveryReport, deliver
 from publisher.errors import LockBusy, LockedError
@@ -182,7 +182,7 @@ async def _may_have_readers(site: Site, group: planning.DueGroup, stored: set[st
             joined_before=group.send_at,
             newest=newest,
             never_sent_too=newest > group.send_at - DEFAULT_WINDOW[group.frequency],
-            excluded=outbox.edition_subscribers(group.period_key),
+            excluded=store.edition_subscribers(group.period_key),
         )
 
 

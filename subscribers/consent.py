@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from subscribers import repository, suppression
@@ -67,23 +68,41 @@ async def subscribe(
     return SubscribeOutcome("confirm", subscriber)
 
 
-async def confirm(session: AsyncSession, subscriber_id: int, now: datetime) -> Subscriber | None:
-    """Activate a pending subscriber and lift any suppression; None when not confirmable."""
-    subscriber = await repository.get(session, subscriber_id)
+@dataclass(frozen=True)
+class Confirmed:
+    """A confirmed subscriber, and whether this call was the one that activated them."""
+
+    subscriber: Subscriber
+    activated: bool
+
+
+async def confirm(session: AsyncSession, subscriber_id: int, now: datetime) -> Confirmed | None:
+    """Activate a pending subscriber and lift any suppression; None when not confirmable.
+
+    The status changes in one conditional UPDATE, so of concurrent confirmations of one
+    reader exactly one is told ``activated`` (the others wait for its row lock, then find
+    the reader active): only that one queues the welcome.
+    """
+    changed = await session.execute(
+        sa.update(Subscriber)
+        .where(Subscriber.id == subscriber_id)
+        .where(Subscriber.status == PENDING)
+        .values(status=ACTIVE, confirmed_at=now, unsubscribed_at=None, soft_bounces=0)
+        .returning(Subscriber.id)
+        .execution_options(synchronize_session=False)
+    )
+    activated = changed.first() is not None
+    subscriber = await session.get(Subscriber, subscriber_id, populate_existing=True)
     if subscriber is None:
         return None
+    if activated:
+        await suppression.lift(session, subscriber.email)
+        await session.flush()
+        return Confirmed(subscriber, True)
     if subscriber.status == ACTIVE:
-        return subscriber
-    if subscriber.status != PENDING:
-        # An old link must not undo a later unsubscribe or bounce.
-        return None
-    subscriber.status = ACTIVE
-    subscriber.confirmed_at = now
-    subscriber.unsubscribed_at = None
-    subscriber.soft_bounces = 0
-    await suppression.lift(session, subscriber.email)
-    await session.flush()
-    return subscriber
+        return Confirmed(subscriber, False)
+    # An old link must not undo a later unsubscribe or bounce.
+    return None
 
 
 async def unsubscribe(

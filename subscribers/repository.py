@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import json
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
@@ -231,31 +232,143 @@ def to_dict(subscriber: Subscriber) -> dict[str, Any]:
 _TABLE = cast(sa.Table, Subscriber.__table__)
 
 
-async def due_for_digest(
-    session: AsyncSession, *, frequency: str, joined_before: datetime, after_id: int, limit: int
-) -> list[sa.Row[Any]]:
-    """Return the next batch (by id, after ``after_id``) of active readers of a frequency
-    who joined before a moment: id, email, language, timezone, topics, last_digest_at,
-    created_at and confirmed_at."""
-    result = await session.execute(
-        sa.select(
-            Subscriber.id,
-            Subscriber.email,
-            Subscriber.language,
-            Subscriber.timezone,
-            Subscriber.topics,
-            Subscriber.last_digest_at,
-            Subscriber.created_at,
-            Subscriber.confirmed_at,
+@dataclass(frozen=True)
+class DigestGroup:
+    """Due readers who share everything a digest's content depends on, and how many."""
+
+    language: str
+    #: The stored zone; "" when the groups were not split by zone.
+    timezone: str
+    #: The topics as stored (JSON text): the key recipients() matches on.
+    topics_key: str
+    last_digest_at: datetime | None
+    readers: int
+    #: Of ``readers``: how many are suppressed, and how many (not suppressed) are taken.
+    suppressed: int
+    taken: int
+
+    @property
+    def topics(self) -> list[str]:
+        """Return the topics as a list."""
+        found = json.loads(self.topics_key) if self.topics_key else []
+        return [str(topic) for topic in found] if isinstance(found, list) else []
+
+
+#: Subscriber ids (a column) -> whether each already has what is being sent (the caller's SQL).
+Taken = Callable[[sa.ColumnElement[int]], sa.ColumnElement[bool]]
+
+
+def _topics_key() -> sa.ColumnElement[str]:
+    return sa.func.coalesce(sa.cast(_TABLE.c.topics, sa.Text), "")
+
+
+def _due(frequency: str, joined_before: datetime, id_from: int, id_to: int) -> list[Any]:
+    """Active readers of a frequency in an id range who had joined (and confirmed) before
+    a moment: those who join while a send is being prepared wait for the next one."""
+    return [
+        _TABLE.c.status == ACTIVE,
+        _TABLE.c.frequency == frequency,
+        _TABLE.c.id >= id_from,
+        _TABLE.c.id < id_to,
+        _TABLE.c.created_at < joined_before,
+        sa.or_(_TABLE.c.confirmed_at.is_(None), _TABLE.c.confirmed_at < joined_before),
+    ]
+
+
+async def due_id_span(
+    session: AsyncSession, *, frequency: str, joined_before: datetime
+) -> tuple[int, int] | None:
+    """Return the lowest and highest id of active readers of a frequency, or None."""
+    row = (
+        await session.execute(
+            sa.select(sa.func.min(_TABLE.c.id), sa.func.max(_TABLE.c.id))
+            .where(_TABLE.c.status == ACTIVE)
+            .where(_TABLE.c.frequency == frequency)
+            .where(_TABLE.c.created_at < joined_before)
         )
-        .where(Subscriber.id > after_id)
-        .where(Subscriber.status == ACTIVE)
-        .where(Subscriber.frequency == frequency)
-        .where(Subscriber.created_at < joined_before)
-        .order_by(Subscriber.id)
-        .limit(limit)
+    ).one()
+    return None if row[0] is None else (int(row[0]), int(row[1]))
+
+
+async def digest_groups(
+    session: AsyncSession,
+    *,
+    frequency: str,
+    joined_before: datetime,
+    id_from: int,
+    id_to: int,
+    by_zone: bool,
+    taken: Taken,
+) -> list[DigestGroup]:
+    """Group the due readers with ids in [id_from, id_to) by language, topics, last
+    digest (and stored zone with ``by_zone``), counting the suppressed and those
+    ``taken`` says already have theirs: the caller plans once per group, not per reader."""
+    blocked = suppression.suppressed_sql(_TABLE.c.email_key)
+    has = taken(_TABLE.c.id)
+    zone = _TABLE.c.timezone if by_zone else sa.literal("", sa.String)
+    topics = _topics_key()
+    keys = [_TABLE.c.language, zone, topics, _TABLE.c.last_digest_at]
+    grouped = [key for key in keys if by_zone or key is not zone]
+    rows = await session.execute(
+        sa.select(
+            *keys,
+            sa.func.count(),
+            sa.func.sum(sa.case((blocked, 1), else_=0)),
+            sa.func.sum(sa.case((sa.and_(~blocked, has), 1), else_=0)),
+        )
+        .where(*_due(frequency, joined_before, id_from, id_to))
+        .group_by(*grouped)
     )
-    return list(result.all())
+    return [
+        DigestGroup(
+            language or "",
+            zone_name or "",
+            topics_key or "",
+            last,
+            int(n),
+            int(s or 0),
+            int(t or 0),
+        )
+        for language, zone_name, topics_key, last, n, s, t in rows.tuples()
+    ]
+
+
+def digest_recipients(
+    *,
+    frequency: str,
+    joined_before: datetime,
+    id_from: int,
+    id_to: int,
+    groups: Iterable[DigestGroup],
+    by_zone: bool,
+) -> sa.Select[tuple[int, str]]:
+    """Return a select of (id, email) of the unsuppressed due readers in [id_from, id_to)
+    who belong to one of ``groups`` (as digest_groups() returned them)."""
+    wanted: dict[tuple[str, str, str], list[datetime | None]] = {}
+    for group in groups:
+        key = (group.language, group.timezone if by_zone else "", group.topics_key)
+        wanted.setdefault(key, []).append(group.last_digest_at)
+    topics = _topics_key()
+    matches = []
+    for (language, zone, topics_key), lasts in wanted.items():
+        known = [last for last in lasts if last is not None]
+        last_matches = [_TABLE.c.last_digest_at.in_(known)] if known else []
+        if len(known) < len(lasts):
+            last_matches.append(_TABLE.c.last_digest_at.is_(None))
+        matches.append(
+            sa.and_(
+                _TABLE.c.language == language,
+                _TABLE.c.timezone == zone if by_zone else sa.true(),
+                topics == topics_key,
+                sa.or_(*last_matches),
+            )
+        )
+    return (
+        sa.select(_TABLE.c.id, _TABLE.c.email)
+        .where(*_due(frequency, joined_before, id_from, id_to))
+        .where(sa.or_(*matches) if matches else sa.false())
+        .where(~suppression.suppressed_sql(_TABLE.c.email_key))
+    )
 
 
 async def delivery_profiles(session: AsyncSession, ids: Iterable[int]) -> dict[int, Any]:

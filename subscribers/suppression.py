@@ -9,6 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from publisher.columns import sha256_hex
 from subscribers.addresses import lookup_key
 from subscribers.models import Suppression
 
@@ -51,6 +52,15 @@ async def suppressed_among(session: AsyncSession, hashes: Iterable[str]) -> set[
         sa.select(Suppression.email_hash).where(Suppression.email_hash.in_(wanted))
     )
     return set(rows)
+
+
+def suppressed_sql(email_key: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
+    """Return SQL telling whether the address with this key (a column) is suppressed."""
+    return (
+        sa.select(Suppression.email_hash)
+        .where(Suppression.email_hash == sha256_hex(email_key))
+        .exists()
+    )
 
 
 async def suppress(

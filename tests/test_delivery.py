@@ -19,7 +19,7 @@ from publisher.delivery.models import (
     EditionVariant,
     OutboxRow,
 )
-from publisher.delivery.outbox import Outbox, status_counts
+from publisher.delivery.store import open_store, status_counts
 from publisher.delivery.worker import deliver
 from publisher.errors import UsageError
 from publisher.site import Site
@@ -57,7 +57,7 @@ async def test_enqueue_writes_each_subscriber_once_in_variants(
 ) -> None:
     from publisher.delivery import editions
 
-    monkeypatch.setattr(editions, "BATCH_SIZE", 7)  # many batches for a small list
+    monkeypatch.setattr(editions, "CHUNK_IDS", 7)  # many chunks for a small list
     await add_articles(site, 3, language="id")
     await add_articles(site, 2, language="en", prefix="story")
     await add_subscribers(site, 40, languages=("id", "en"))
@@ -77,6 +77,10 @@ async def test_enqueue_writes_each_subscriber_once_in_variants(
     assert len(rows) == 40
     assert len({row.subscriber_id for row in rows}) == 40
     assert len({row.message_id for row in rows}) == 40
+    # The database mints the same stable Message-IDs Python does.
+    assert {row.message_id for row in rows} == {
+        editions.message_id(site, edition.period_key, row.subscriber_id or 0) for row in rows
+    }
     again = await enqueue(site, edition, now)
     assert (again.queued, again.already_queued) == (0, 40)
     assert len(await _outbox(site)) == 40
@@ -211,7 +215,7 @@ async def test_interrupted_enqueue_and_orphaned_claims_are_resumed(
         await session.execute(
             sa.update(Edition).where(Edition.id == edition.id).values(status=ENQUEUING)
         )
-    dead = Outbox(site, "deadhost:1:feedbeef")
+    dead = open_store(site, "deadhost:1:feedbeef")
     claimed = await dead.claim(3, now)
     assert len(claimed) == 3
     await add_subscribers(site, 2, start=50, created_at=now + timedelta(minutes=5))

@@ -14,8 +14,8 @@ from publisher.clock import FrozenClock, SystemClock
 from publisher.db import transaction
 from publisher.delivery.editions import enqueue, open_edition
 from publisher.delivery.models import Edition, OutboxRow, RateWindow
-from publisher.delivery.outbox import bounce_kind
 from publisher.delivery.retry import RetryPolicy
+from publisher.delivery.store import bounce_kind
 from publisher.delivery.worker import deliver
 from publisher.site import Site
 from subscribers import suppression

@@ -456,7 +456,7 @@ async def test_interrupted_zone_enqueue_never_mails_zones_not_yet_due(
 ) -> None:
     # Regression: deliver() resumed an interrupted WIT-only enqueue for every zone, and
     # WIB readers got their digest at 05:15 local.
-    monkeypatch.setattr(editions, "BATCH_SIZE", 2)
+    monkeypatch.setattr(editions, "CHUNK_IDS", 2)
     clock.set(at(24, 6))
     for n in range(4):
         await add_reader(mailing, f"wit{n}@example.org", WIT)
@@ -470,7 +470,7 @@ async def test_interrupted_zone_enqueue_never_mails_zones_not_yet_due(
     await _interrupted(mailing, edition, at(24, 22), timezones=[WIT])
     await _allow_outbox_inserts(mailing)
     await deliver(mailing)
-    # Three batches of two were written before the crash; only their WIT readers are mailed.
+    # Three chunks of two were written before the crash; only their WIT readers are mailed.
     assert recipients(sink) == {f"wit{n}@example.org": 1 for n in range(3)}
     # The next tick finishes the WIT group; WIB still waits for its own 07:00.
     await run_tick(mailing)
@@ -485,9 +485,9 @@ async def test_zone_tick_keeps_an_interrupted_full_enqueue_resumable(
     # `digest send` (every zone) is interrupted at 21:00; a WIT tick at 22:00 must neither
     # clear its mark (WIB readers were never queued) nor move its cutoff (a reader who
     # joined at 21:30 was not part of that send).
-    monkeypatch.setattr(editions, "BATCH_SIZE", 2)
+    monkeypatch.setattr(editions, "CHUNK_IDS", 2)
     clock.set(at(24, 6))
-    # Two per batch: wib0 and wib1 are written, the batch of wit and wib2 is lost.
+    # Two per chunk: wib0 and wib1 are written, the chunk of wit and wib2 is lost.
     await add_reader(mailing, "wib0@example.org", WIB)
     await add_reader(mailing, "wib1@example.org", WIB)
     await add_reader(mailing, "wit@example.org", WIT)

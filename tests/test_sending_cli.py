@@ -26,7 +26,7 @@ from publisher.db import transaction
 from publisher.delivery.editions import current_edition_date, enqueue, open_edition
 from publisher.delivery.mailsink import MailSink
 from publisher.delivery.models import Edition, OutboxRow
-from publisher.delivery.outbox import Outbox
+from publisher.delivery.store import open_store
 from publisher.site import Site
 from subscribers.models import Subscriber
 from tests.clirunner import ROOT, invoke
@@ -194,6 +194,56 @@ def test_status_counts_by_status_as_text_and_json(
     ]
 
 
+def test_status_shows_transactional_mail_waiting_or_failed(
+    capsys: pytest.CaptureFixture[str], config: Path, site_dir: Path
+) -> None:
+    from publisher.delivery import store
+    from publisher.delivery.models import FAILED, MailKind
+
+    async def queue_notices(site: Site) -> None:
+        now = site.clock.now()
+        await add_subscribers(site, 3, start=500, status="pending")
+        async with transaction(site.engine) as session:
+            ids = list(
+                await session.scalars(
+                    sa.select(Subscriber.id).where(Subscriber.status == "pending")
+                )
+            )
+            for subscriber_id in ids:
+                await store.queue_notice(
+                    session,
+                    MailKind.CONFIRMATION,
+                    subscriber_id,
+                    f"p{subscriber_id}@example.net",
+                    now,
+                    domain="example.net",
+                )
+            await store.queue_notice(
+                session, MailKind.WELCOME, ids[0], "w@example.net", now, domain="example.net"
+            )
+            await session.execute(
+                sa.update(OutboxRow)
+                .where(OutboxRow.kind == MailKind.CONFIRMATION)
+                .where(OutboxRow.subscriber_id == ids[0])
+                .values(status=FAILED)
+            )
+
+    on_site(site_dir, queue_notices)
+    # No edition yet: the notices alone are worth showing.
+    document = invoke(capsys, "--config", config, "digest", "status", "--json").json()
+    assert document["edition"] is None
+    assert document["notices"] == {
+        "confirmation": {"queued": 2, "retrying": 0, "claimed": 0, "failed": 1},
+        "welcome": {"queued": 1, "retrying": 0, "claimed": 0, "failed": 0},
+    }
+    text = invoke(capsys, "--config", config, "digest", "status")
+    assert text.exit_code == 0, text.stderr
+    cells = [line.replace("│", " ").split() for line in text.stdout.splitlines()]
+    rows = {cell[0]: cell[1:] for cell in cells if cell}
+    assert rows["confirmation"] == ["2", "0", "0", "1"]
+    assert rows["welcome"] == ["1", "0", "0", "0"]
+
+
 def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -264,7 +314,7 @@ def test_retry_now_lifts_a_pause(
         now = site.clock.now()
         edition = await open_edition(site, "daily", now.date(), now)
         await enqueue(site, edition, now)
-        await Outbox(site).pause(now + timedelta(hours=1), "server was down")
+        await open_store(site).pause(now + timedelta(hours=1), "server was down")
 
     on_site(site_dir, queue_and_pause)
     waiting = invoke(capsys, "--config", config, "digest", "send", "--resume")

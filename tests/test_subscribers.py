@@ -220,9 +220,10 @@ async def test_double_opt_in_flow(site: Site, clock: FrozenClock) -> None:
         assert (again.action, again.subscriber.id) == ("confirm", subscriber_id)
         confirmed = await consent.confirm(session, subscriber_id, clock.now())
         assert confirmed is not None
-        assert confirmed.status == ACTIVE
-        assert confirmed.consent_ip == "192.0.2.7"
-        assert confirmed.consent_text == "Saya mau kabar pagi."
+        assert confirmed.activated
+        assert confirmed.subscriber.status == ACTIVE
+        assert confirmed.subscriber.consent_ip == "192.0.2.7"
+        assert confirmed.subscriber.consent_text == "Saya mau kabar pagi."
     clock.advance(timedelta(minutes=11))
     async with transaction(site.engine) as session:
         again = await consent.subscribe(

@@ -337,3 +337,31 @@ async def test_honeypot_and_invalid_input(web: Web) -> None:
     assert bad_zone.status_code == 422
     huge = await web.client.post("/subscribe", content=b"x" * 100_000)
     assert huge.status_code == 413
+
+
+async def test_concurrent_confirm_clicks_queue_exactly_one_welcome(web: Web) -> None:
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from publisher.delivery.models import MailKind, OutboxRow
+
+    await web.subscribe("berdua@example.org")
+    [confirmation] = web.mails()
+    confirm_path = link(confirmation, "confirm")
+    csrf = await web.form(confirm_path)
+    # Many clicks at once (a double click, a mail scanner, a second tab): each its own
+    # request and transaction, racing on one pending reader.
+    for _ in range(5):
+        answers = await asyncio.gather(
+            *(web.client.post(confirm_path, data={"csrf": csrf}) for _ in range(8))
+        )
+        assert [a.status_code for a in answers] == [200] * 8
+    async with transaction(web.site.engine) as session:
+        welcomes = await session.scalar(
+            sa.select(sa.func.count())
+            .select_from(OutboxRow)
+            .where(OutboxRow.kind == MailKind.WELCOME)
+        )
+    assert welcomes == 1
+    assert await status_of(web.site, "berdua@example.org") == ACTIVE

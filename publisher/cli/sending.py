@@ -52,11 +52,11 @@ def send(
     cli: CliContext, frequency: str, dry_run: bool, to: str | None, resume: bool, retry_now: bool
 ) -> None:
     """Send the digest now to every active subscriber of FREQUENCY (safe to run again)."""
-    from publisher.delivery.outbox import Outbox
+    from publisher.delivery.store import open_store
 
     site = cli.site()
     if retry_now:
-        run(site, lambda s: Outbox(s).clear_pause())
+        run(site, lambda s: open_store(s).clear_pause())
     if to is not None:
         run(site, lambda s: _send_test_copy(s, frequency, to))
         return
@@ -82,7 +82,7 @@ async def _send(site: Site, frequency: str, resume: bool) -> DeliveryReport:
         TimeRemainingColumn,
     )
 
-    from publisher.delivery import outbox as outbox_queries
+    from publisher.delivery import store
     from publisher.delivery.editions import current_edition_date, enqueue, open_edition
     from publisher.delivery.worker import deliver
 
@@ -92,7 +92,7 @@ async def _send(site: Site, frequency: str, resume: bool) -> DeliveryReport:
         edition = await open_edition(site, frequency, day, now, enqueuing=True)
         queued = await enqueue(site, edition, now)
         console.print(_enqueue_line(queued), markup=False)
-    total = await outbox_queries.unfinished_count(site)
+    total = await store.unfinished_count(site)
     started = time.monotonic()
     columns = (
         TextColumn("[bold]sending"),
@@ -136,7 +136,7 @@ def _enqueue_line(report: EnqueueReport) -> str:
 async def _summary(site: Site, report: DeliveryReport) -> None:
     from rich.table import Table
 
-    from publisher.delivery import outbox as outbox_queries
+    from publisher.delivery import store
     from publisher.delivery.editions import get_edition
 
     table = Table(title="delivery summary", show_edge=False)
@@ -156,7 +156,7 @@ async def _summary(site: Site, report: DeliveryReport) -> None:
     console.print(table)
     edition = await get_edition(site)
     if edition is not None:
-        counts = await outbox_queries.status_counts(site, edition.id)
+        counts = await store.status_counts(site, edition.id)
         console.print(f"edition {edition.period_key} ({edition.status}): {_counts_line(counts)}")
         waiting = counts.get("retrying", 0) + counts.get("queued", 0)
         if waiting and not report.paused:
@@ -266,17 +266,28 @@ def status(cli: CliContext, edition: str | None, as_json: bool) -> None:
 async def _status(site: Site, key: str | None, as_json: bool) -> None:
     from rich.table import Table
 
-    from publisher.delivery import outbox as outbox_queries
+    from publisher.delivery import store
     from publisher.delivery.editions import get_edition
     from publisher.delivery.models import OUTBOX_STATUSES
 
     edition = await get_edition(site, key)
-    if edition is None:
+    notices = await store.notice_counts(site)
+    if edition is None and (key or not notices):
         raise NotFoundError(
             f"no edition {key!r} (keys look like daily:2026-11-25)" if key else "no editions yet"
         )
-    counts = await outbox_queries.status_counts(site, edition.id)
-    errors = await outbox_queries.last_errors(site, edition.id)
+    notice_data: dict[str, dict[str, int]] = {
+        kind: {str(status): counts.get(status, 0) for status in store.NOTICE_STATUSES}
+        for kind, counts in sorted(notices.items())
+    }
+    if edition is None:
+        if as_json:
+            print_json({"edition": None, "notices": notice_data})
+        else:
+            _print_notices(notice_data)
+        return
+    counts = await store.status_counts(site, edition.id)
+    errors = await store.last_errors(site, edition.id)
     if as_json:
         data: dict[str, Any] = {
             "edition": edition.period_key,
@@ -298,6 +309,7 @@ async def _status(site: Site, key: str | None, as_json: bool) -> None:
                 }
                 for e in errors
             ],
+            "notices": notice_data,
         }
         print_json(data)
         return
@@ -326,6 +338,24 @@ async def _status(site: Site, key: str | None, as_json: bool) -> None:
                 f"  {e.email}: {e.status} after {e.attempts} attempt(s): {e.response}{retry}",
                 markup=False,
             )
+    _print_notices(notice_data)
+
+
+def _print_notices(notices: dict[str, dict[str, int]]) -> None:
+    """Print the transactional mail waiting or failed beside the edition."""
+    from rich.table import Table
+
+    from publisher.delivery import store
+
+    if not notices:
+        return
+    table = Table(show_edge=False, title="other mail (confirmations, notices, test copies)")
+    table.add_column("kind")
+    for status in store.NOTICE_STATUSES:
+        table.add_column(status, justify="right")
+    for kind, counts in notices.items():
+        table.add_row(kind, *(str(counts[status]) for status in store.NOTICE_STATUSES))
+    console.print(table)
 
 
 @click.command("worker")

@@ -30,7 +30,7 @@ from publisher.content.markdown import render_markdown
 from publisher.content.sanitize import clean_line, sanitize_html
 from publisher.db import is_sqlite, transaction
 from publisher.delivery import outbox
-from publisher.delivery.editions import BATCH_SIZE, MessageIds
+from publisher.delivery.editions import MessageIds
 from publisher.delivery.models import (
     DONE,
     OPEN,
@@ -57,6 +57,9 @@ VARIANT_KEY = "announcement"
 #: A primary language subtag: the archive's URLs and the catalogs know no more.
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 _TIME = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+
+#: Audience members read, and outbox rows written, per transaction.
+BATCH_SIZE = 1000
 
 
 @dataclass

@@ -16,8 +16,8 @@ from publisher.db import transaction
 from publisher.delivery import announcements
 from publisher.delivery.archive import sent_on
 from publisher.delivery.models import Edition, EditionVariant, MailKind
-from publisher.delivery.outbox import Job
 from publisher.delivery.smtp import sender_address
+from publisher.delivery.store import Job
 from publisher.errors import ConfigError, NotFoundError
 from publisher.render import transactional
 from publisher.render.announcement import AnnouncementContent, TooLarge, render_announcement

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -13,28 +14,29 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from publisher import planning
+from publisher.columns import hmac_sha256_hex
 from publisher.content.models import PUBLISHED, Article
 from publisher.content.publishing import publish_due
 from publisher.db import is_sqlite, transaction
-from publisher.delivery import outbox
+from publisher.delivery import store
 from publisher.delivery.models import (
-    DONE,
-    ENQUEUING,
-    OPEN,
-    SENDING,
     Edition,
-    EditionVariant,
 )
 from publisher.errors import UsageError
 from publisher.site import Site
-from subscribers import repository, suppression
+from subscribers import repository
 
-#: Subscribers read, and outbox rows written, per transaction.
-BATCH_SIZE = 1000
+#: Subscriber ids per chunk of an enqueue (one transaction each): small enough that a
+#: SQLite write lock is short and a crash loses little work, large enough to be cheap.
+CHUNK_IDS = 50_000
+#: Chunks written side by side on PostgreSQL (each on its own connection).
+ENQUEUE_CONNECTIONS = 2
+#: Tries per chunk when a concurrent enqueue of the same edition makes PostgreSQL refuse it.
+CHUNK_ATTEMPTS = 5
 #: However long ago someone's last digest was, look no further back than this.
 MAX_LOOKBACK = timedelta(days=31)
 DEFAULT_WINDOW = {planning.DAILY: timedelta(hours=24), planning.WEEKLY: timedelta(days=7)}
@@ -54,6 +56,20 @@ class EnqueueReport:
     other_zone: int = 0
     #: Recipients per variant key ("language:article ids").
     variants: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: EnqueueReport) -> None:
+        """Add another (partial) report's counts to this one."""
+        for name in (
+            "considered",
+            "queued",
+            "already_queued",
+            "nothing_new",
+            "suppressed",
+            "other_zone",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for key, count in other.variants.items():
+            self.variants[key] = self.variants.get(key, 0) + count
 
     def __str__(self) -> str:
         return (
@@ -123,6 +139,26 @@ class MessageIds:
         tag = hmac.new(self.key, str(subscriber_id).encode(), hashlib.sha256).hexdigest()[:12]
         return f"<{self.slug}.{subscriber_id}.{tag}@{self.domain}>"
 
+    def sql(self, subscriber_id: sa.ColumnElement[int]) -> sa.ColumnElement[str]:
+        """Return the same Message-ID computed by the database, for INSERT ... SELECT."""
+        number = sa.cast(subscriber_id, sa.String)
+        tag = sa.func.substr(hmac_sha256_hex(sa.literal(self.key.hex(), sa.String), number), 1, 12)
+        parts: list[sa.ColumnElement[str]] = [
+            sa.literal(f"<{self.slug}.", sa.String),
+            number,
+            sa.literal(".", sa.String),
+            tag,
+            sa.literal(f"@{self.domain}>", sa.String),
+        ]
+        return _joined(parts)
+
+
+def _joined(parts: list[sa.ColumnElement[str]]) -> sa.ColumnElement[str]:
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = joined + part  # || on both backends (String + String)
+    return joined
+
 
 def mail_domain(site: Site) -> str:
     """Return the domain of Message-IDs: the From address's, else the site's host."""
@@ -146,42 +182,12 @@ async def open_edition(
     if frequency not in planning.FREQUENCIES:
         raise UsageError(f"not a digest frequency: {frequency!r} (use daily or weekly)")
     key = planning.period_key(frequency, local_date)
-    for _ in range(2):
-        async with transaction(site.engine) as session:
-            found = await session.scalar(sa.select(Edition).where(Edition.period_key == key))
-            if found is not None:
-                if enqueuing:
-                    found.status = ENQUEUING
-                    found.window_end = now
-                    found.finished_at = None
-                return found
-        try:
-            async with transaction(site.engine) as session:
-                edition = Edition(
-                    period_key=key,
-                    frequency=frequency,
-                    status=ENQUEUING if enqueuing else OPEN,
-                    window_end=now,
-                    created_at=now,
-                    last_error="",
-                )
-                session.add(edition)
-            return edition
-        except IntegrityError:
-            continue  # another process opened it a moment ago; read theirs
-    raise RuntimeError(f"edition {key} could neither be created nor read")
+    return await store.open_edition_row(site, key, frequency, now, enqueuing=enqueuing)
 
 
 async def get_edition(site: Site, period_key: str | None = None) -> Edition | None:
     """Return the named edition, or the most recently created one."""
-    async with transaction(site.engine) as session:
-        query = sa.select(Edition)
-        if period_key:
-            query = query.where(Edition.period_key == period_key)
-        else:
-            query = query.order_by(Edition.created_at.desc(), Edition.id.desc()).limit(1)
-        found: Edition | None = await session.scalar(query)
-        return found
+    return await store.get_edition(site, period_key)
 
 
 async def _candidates(site: Site, since: datetime, now: datetime) -> list[_Candidate]:
@@ -306,180 +312,190 @@ async def enqueue(
     timezones: Sequence[str] | None = None,
     dry_run: bool = False,
 ) -> EnqueueReport:
-    """Write one outbox row per due subscriber of the edition, in batches, never twice.
+    """Write one outbox row per due subscriber of the edition, set-based, never twice.
 
-    Streams active, unsuppressed subscribers of the edition's frequency who joined before
-    ``now`` (optionally only those whose effective time zone is in ``timezones``), gives
-    each what is new since their last digest, groups them into variants and inserts the
-    rows under the (edition, subscriber) unique constraint. ``dry_run`` only counts.
+    Takes active, unsuppressed subscribers of the edition's frequency who joined before
+    ``now`` (optionally only those whose effective time zone is in ``timezones``), in
+    chunks of subscriber ids. Per chunk, in one transaction: the readers are grouped by
+    what their digest depends on (language, topics, last digest), each group is planned
+    once, and each variant's rows are written by one INSERT ... SELECT under the
+    (edition, subscriber) unique constraint. ``dry_run`` only counts.
     """
     report = EnqueueReport(edition.id, edition.period_key)
     if not dry_run:
         # A draft scheduled before this moment belongs in the digest, published or not yet.
         await publish_due(site.engine, site.settings.site.base_url, site.clock.now())
-    site_zone = site.settings.site.timezone
     zones = set(timezones) if timezones is not None else None
     candidates = await _candidates(site, now - MAX_LOOKBACK, now)
     planner = Planner(site, edition.frequency, now, candidates)
     variant_ids: dict[str, int] = {}
     if not dry_run:
-        variant_ids = await _existing_variants(site, edition.id)
+        variant_ids = await store.variant_ids(site, edition.id)
     ids = MessageIds(site, edition.period_key)
     # Only an enqueue for every zone marks the edition for resumption: deliver() finishes
     # it for every zone. A zone-limited one (a scheduler tick) is redone by the next tick,
     # which knows which zones are due; resuming it for all would mail readers early.
     if not dry_run and timezones is None:
-        await _mark_enqueuing(site, edition, now)
-    last_id = 0
+        await store.mark_enqueuing(site, edition, now)
+    async with transaction(site.engine) as session:
+        span = await repository.due_id_span(session, frequency=edition.frequency, joined_before=now)
+    first, last = span or (1, 0)
+    chunks = [
+        _Chunk(edition, now, start, start + CHUNK_IDS, zones is not None)
+        for start in range(first, last + 1, CHUNK_IDS)
+    ]
     earliest: datetime | None = None
-    while True:
-        async with transaction(site.engine) as session:
-            batch = await repository.due_for_digest(
-                session,
-                frequency=edition.frequency,
-                joined_before=now,
-                after_id=last_id,
-                limit=BATCH_SIZE,
-            )
-            if not batch:
+
+    async def run(chunk: _Chunk) -> None:
+        nonlocal earliest
+        for attempt in range(1, CHUNK_ATTEMPTS + 1):
+            # Variants written by a transaction that is rolled back must be forgotten.
+            known = dict(variant_ids)
+            part = EnqueueReport(edition.id, edition.period_key)
+            try:
+                async with store.enqueue_transaction(site) as session:
+                    start = await _enqueue_chunk(
+                        site, session, chunk, planner, part, known, ids, zones, dry_run
+                    )
                 break
-            last_id = batch[-1].id
-            hashes = {row.id: suppression.email_hash(row.email) for row in batch}
-            blocked = await suppression.suppressed_among(session, hashes.values())
-            existing: set[int] = set()
-            # A dry run counts those already queued too: its figures are the real run's.
-            if edition.id is not None:
-                existing = await outbox.queued_among(session, edition.id, [row.id for row in batch])
-            rows: list[dict[str, Any]] = []
-            for row in batch:
-                if row.confirmed_at is not None and row.confirmed_at >= now:
-                    continue  # joined while this send was being prepared
-                if zones is not None and planning.effective_zone(row.timezone, site_zone) not in (
-                    zones
-                ):
-                    report.other_zone += 1
-                    continue
-                report.considered += 1
-                if hashes[row.id] in blocked:
-                    report.suppressed += 1
-                    continue
-                if row.id in existing:
-                    report.already_queued += 1
-                    continue
-                plan = planner.plan(row.last_digest_at, row.language, row.topics)
-                if plan is None:
-                    report.nothing_new += 1
-                    continue
-                report.variants[plan.describe()] = report.variants.get(plan.describe(), 0) + 1
-                start = planner.window_start(row.last_digest_at)
-                earliest = start if earliest is None else min(earliest, start)
-                if dry_run:
-                    report.queued += 1
-                    continue
-                variant_id = variant_ids.get(plan.key)
-                if variant_id is None:
-                    variant_id = await _add_variant(site, session, edition.id, plan)
-                    variant_ids[plan.key] = variant_id
-                rows.append(
-                    {
-                        "edition_id": edition.id,
-                        "variant_id": variant_id,
-                        "subscriber_id": row.id,
-                        "email": row.email,
-                        "message_id": ids(row.id),
-                        "window_end": now,
-                    }
-                )
-            if rows:
-                await outbox.queue_digests(session, rows, now)
-                report.queued += len(rows)
+            except DBAPIError as exc:
+                # Two enqueues of one edition at once (a tick and a `digest send`, or two
+                # chunks adding one variant) may collide under REPEATABLE READ on
+                # PostgreSQL; the chunk is redone.
+                if attempt == CHUNK_ATTEMPTS or not _serialization_failure(exc):
+                    raise
+        variant_ids.update(known)
+        report.add(part)
+        if start is not None:
+            earliest = start if earliest is None else min(earliest, start)
+
+    # The first chunk alone (it usually adds every variant), then the rest side by side
+    # on PostgreSQL, where the database works while Python waits; SQLite has one writer.
+    lanes = 1 if is_sqlite(site.settings.database.url) else ENQUEUE_CONNECTIONS
+    slots = asyncio.Semaphore(lanes)
+
+    async def in_lane(chunk: _Chunk) -> None:
+        async with slots:
+            await run(chunk)
+
+    if chunks:
+        await run(chunks[0])
+        # Every chunk finishes (or fails) before an error is raised: what is on disk
+        # then does not depend on timing.
+        results = await asyncio.gather(
+            *(in_lane(chunk) for chunk in chunks[1:]), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
     if not dry_run and edition.id is not None:
-        await _mark_sending(
+        await store.mark_sending(
             site, edition, earliest, now, report.queued > 0, zone_limited=timezones is not None
         )
     return report
 
 
-async def _existing_variants(site: Site, edition_id: int) -> dict[str, int]:
-    async with transaction(site.engine) as session:
-        rows = await session.execute(
-            sa.select(EditionVariant.variant_key, EditionVariant.id).where(
-                EditionVariant.edition_id == edition_id
-            )
-        )
-        return {key: id for key, id in rows}
-
-
-async def _add_variant(site: Site, session: Any, edition_id: int, plan: Plan) -> int:
-    values = {
-        "edition_id": edition_id,
-        "variant_key": plan.key,
-        "language": plan.language,
-        "article_ids": list(plan.article_ids),
-        "more_count": plan.more_count,
-    }
-    statement = (
-        sqlite.insert(EditionVariant)
-        if is_sqlite(site.settings.database.url)
-        else postgresql.insert(EditionVariant)
-    )
-    # Two processes enqueueing the same edition may meet here; the first one's row wins.
-    await session.execute(statement.values(values).on_conflict_do_nothing())
-    found = await session.scalar(
-        sa.select(EditionVariant.id)
-        .where(EditionVariant.edition_id == edition_id)
-        .where(EditionVariant.variant_key == plan.key)
-    )
-    return int(found)
-
-
-async def _mark_sending(
+async def _enqueue_chunk(
     site: Site,
-    edition: Edition,
-    earliest: datetime | None,
-    now: datetime,
-    added: bool,
-    *,
-    zone_limited: bool,
-) -> None:
-    async with transaction(site.engine) as session:
-        current = await session.get(Edition, edition.id, with_for_update=True)
-        if current is None:
-            return
-        if earliest is not None and (
-            current.window_start is None or earliest < current.window_start
-        ):
-            current.window_start = earliest
-        if zone_limited and current.status == ENQUEUING:
-            # An enqueue for every zone is unfinished (interrupted, or running elsewhere):
-            # keep its mark and its cutoff so deliver() resumes it exactly as it began.
-            pass
-        else:
-            current.window_end = max(current.window_end, now)
-            if current.status in (OPEN, ENQUEUING) or (added and current.status == DONE):
-                current.status = SENDING
-                current.finished_at = None
-        edition.status = current.status
-        edition.window_start = current.window_start
-        edition.window_end = current.window_end
-
-
-async def _mark_enqueuing(site: Site, edition: Edition, now: datetime) -> None:
-    # Until the last batch is written, a crash leaves this mark: deliver() finishes the
-    # job with the same cutoff, so nobody is missed and nobody who joined later is added.
-    async with transaction(site.engine) as session:
-        await session.execute(
-            sa.update(Edition)
-            .where(Edition.id == edition.id)
-            .values(status=ENQUEUING, window_end=now, finished_at=None)
+    session: AsyncSession,
+    chunk: _Chunk,
+    planner: Planner,
+    report: EnqueueReport,
+    variant_ids: dict[str, int],
+    ids: MessageIds,
+    zones: set[str] | None,
+    dry_run: bool,
+) -> datetime | None:
+    """Plan one chunk's groups and write each variant's rows; return the earliest window."""
+    site_zone = site.settings.site.timezone
+    earliest: datetime | None = None
+    variants: dict[str, tuple[Plan, list[repository.DigestGroup]]] = {}
+    for group in await chunk.groups(session):
+        if zones is not None and planning.effective_zone(group.timezone, site_zone) not in zones:
+            report.other_zone += group.readers
+            continue
+        report.considered += group.readers
+        report.suppressed += group.suppressed
+        report.already_queued += group.taken
+        waiting = group.readers - group.suppressed - group.taken
+        if waiting <= 0:
+            continue
+        plan = planner.plan(group.last_digest_at, group.language, group.topics)
+        if plan is None:
+            report.nothing_new += waiting
+            continue
+        report.variants[plan.describe()] = report.variants.get(plan.describe(), 0) + waiting
+        start = planner.window_start(group.last_digest_at)
+        earliest = start if earliest is None else min(earliest, start)
+        variants.setdefault(plan.key, (plan, []))[1].append(group)
+        if dry_run:
+            report.queued += waiting
+    if dry_run or chunk.edition.id is None:
+        return earliest
+    for key, (plan, members) in variants.items():
+        variant_id = variant_ids.get(key)
+        if variant_id is None:
+            variant_id = await store.add_variant(
+                site,
+                session,
+                chunk.edition.id,
+                plan.key,
+                plan.language,
+                plan.article_ids,
+                plan.more_count,
+            )
+            variant_ids[key] = variant_id
+        report.queued += await store.insert_digests(
+            session,
+            chunk.recipients(members),
+            edition_id=chunk.edition.id,
+            variant_id=variant_id,
+            message_id=ids.sql,
+            window_end=chunk.now,
+            now=chunk.now,
         )
-    edition.status = ENQUEUING
+    return earliest
+
+
+def _serialization_failure(exc: DBAPIError) -> bool:
+    """Tell whether PostgreSQL refused a transaction for a concurrent one (SQLSTATE 40001)."""
+    code = getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None)
+    return code == "40001"
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One range of subscriber ids of one enqueue."""
+
+    edition: Edition
+    now: datetime
+    id_from: int
+    id_to: int
+    by_zone: bool
+
+    async def groups(self, session: AsyncSession) -> list[repository.DigestGroup]:
+        return await repository.digest_groups(
+            session,
+            frequency=self.edition.frequency,
+            joined_before=self.now,
+            id_from=self.id_from,
+            id_to=self.id_to,
+            by_zone=self.by_zone,
+            taken=store.taken_in(self.edition.id),
+        )
+
+    def recipients(self, groups: list[repository.DigestGroup]) -> sa.Select[tuple[int, str]]:
+        return repository.digest_recipients(
+            frequency=self.edition.frequency,
+            joined_before=self.now,
+            id_from=self.id_from,
+            id_to=self.id_to,
+            groups=groups,
+            by_zone=self.by_zone,
+        )
 
 
 async def resume_enqueues(site: Site) -> list[EnqueueReport]:
     """Finish writing the recipients of editions whose enqueue was interrupted."""
-    async with transaction(site.engine) as session:
-        unfinished = list(
-            await session.scalars(sa.select(Edition).where(Edition.status == ENQUEUING))
-        )
+    unfinished = await store.enqueuing_editions(site)
     return [await enqueue(site, edition, edition.window_end) for edition in unfinished]

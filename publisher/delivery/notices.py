@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from publisher.delivery import outbox
+from publisher.delivery import store
 from publisher.delivery.editions import mail_domain
 from publisher.delivery.models import TRANSACTIONAL, MailKind
 from publisher.delivery.worker import DeliveryReport, deliver
@@ -36,7 +36,7 @@ async def queue(session: AsyncSession, site: Site, kind: MailKind, subscriber_id
     subscriber = await repository.get(session, subscriber_id)
     if subscriber is None:
         return
-    await outbox.queue_notice(
+    await store.queue_notice(
         session,
         kind,
         subscriber.id,

@@ -6,8 +6,7 @@ from typing import Any
 
 from publisher import planning
 from publisher.db import transaction
-from publisher.delivery import announcements
-from publisher.delivery import outbox as outbox_queries
+from publisher.delivery import announcements, store
 from publisher.delivery.editions import current_edition_date, mail_domain
 from publisher.delivery.models import MailKind, OutboxStatus
 from publisher.delivery.preview import next_digest
@@ -46,13 +45,11 @@ async def send_announcement_test(site: Site, announcement_id: int, to: str) -> N
 async def _queue_and_deliver(site: Site, to: str, payload: dict[str, Any]) -> None:
     now = site.clock.now()
     async with transaction(site.engine) as session:
-        row_id = await outbox_queries.queue_test_copy(
-            session, to, payload, now, domain=mail_domain(site)
-        )
+        row_id = await store.queue_test_copy(session, to, payload, now, domain=mail_domain(site))
     # The same worker as every other message, limited to test copies: a test copy
     # never sends the queued digests along with it.
     report = await deliver(site, kinds=(MailKind.TEST_COPY,), until_idle=True)
-    row = await outbox_queries.row_state(site, row_id)
+    row = await store.row_state(site, row_id)
     if report.paused or row.status != OutboxStatus.SENT:
         raise DeliveryError(
             f"test copy to {to} not sent ({row.status}): {report.paused or row.response}"

@@ -21,7 +21,6 @@ from publisher.delivery import announcements
 from publisher.delivery.compose import Composer
 from publisher.delivery.editions import resume_enqueues
 from publisher.delivery.models import CANCELLED, FAILED, RETRYING, SENT, MailKind
-from publisher.delivery.outbox import Job, Outbox, Outcome
 from publisher.delivery.ratelimit import RateLimiter, relay_scope
 from publisher.delivery.retry import RetryPolicy
 from publisher.delivery.smtp import (
@@ -31,6 +30,7 @@ from publisher.delivery.smtp import (
     SmtpConnection,
     SmtpPool,
 )
+from publisher.delivery.store import DeliveryStore, Job, Outcome, open_store
 from publisher.errors import LockedError, PublisherError
 from publisher.site import Site
 
@@ -92,7 +92,7 @@ class _Recorder:
 
     def __init__(
         self,
-        outbox: Outbox,
+        outbox: DeliveryStore,
         report: DeliveryReport,
         progress: Progress | None,
         busy: Callable[[], int],
@@ -217,7 +217,7 @@ class _Run:
         self.report = report
         mail = site.settings.mail
         self.policy = RetryPolicy(mail.retry_initial, mail.retry_for)
-        self.outbox = Outbox(site, worker_id, kinds)
+        self.outbox = open_store(site, worker_id, kinds)
         self.composer = Composer(site)
         self.limiter = RateLimiter(
             site.engine,

@@ -463,16 +463,15 @@ async def confirm(request: Request, token: str) -> Response:
         return _with_cookie(request, response, fresh)
     site: Site = request.app.state.site
     async with transaction(site.engine) as session:
-        current = await repository.get(session, subscriber.id)
-        was_pending = current is not None and current.status == PENDING
         confirmed = await consent.confirm(session, subscriber.id, site.clock.now())
-        if confirmed is not None and was_pending:
-            await notices.queue(session, site, MailKind.WELCOME, confirmed.id)
+        if confirmed is not None and confirmed.activated:
+            # Only the click that activated the reader queues it: one welcome per reader.
+            await notices.queue(session, site, MailKind.WELCOME, confirmed.subscriber.id)
     if confirmed is None:
         return bad_link(request)
-    if was_pending:
+    if confirmed.activated:
         state_of(request).sender.poke()
-    return _page(request, "confirmed.html", language, _links(request, confirmed))
+    return _page(request, "confirmed.html", language, _links(request, confirmed.subscriber))
 
 
 @router.get("/unsubscribe/{token}", include_in_schema=False)

@@ -21,8 +21,8 @@ from publisher.delivery.editions import (
     open_edition,
 )
 from publisher.delivery.models import Edition, OutboxRow
-from publisher.delivery.outbox import last_errors, status_counts
 from publisher.delivery.preview import RenderedPreview, preview_reader, render_preview
+from publisher.delivery.store import last_errors, status_counts
 from publisher.delivery.testcopy import send_test_copy
 from publisher.errors import PublisherError
 from publisher.site import Site

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from publisher.delivery.models import OutboxStatus
-from publisher.delivery.outbox import last_errors
 from publisher.delivery.progress import Progress, progress_of, progress_page
+from publisher.delivery.store import last_errors
 from publisher.web.api import pagination
 from publisher.web.api.auth import Reader, site_of
 from publisher.web.api.errors import not_found

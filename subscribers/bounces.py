@@ -21,7 +21,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-import flufl.bounce
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -196,7 +195,10 @@ def _arf_failures(parts: list[email.message.Message], report_id: str | None) -> 
 
 
 def _heuristic_failures(message: email.message.Message, report_id: str | None) -> list[Failure]:
-    # Non-standard bounces (qmail, Exim, Exchange, ...): flufl.bounce's detectors.
+    # Non-standard bounces (qmail, Exim, Exchange, ...): flufl.bounce's detectors. Imported
+    # here: every sending command loads this module, only a bounce run reads mailboxes.
+    import flufl.bounce
+
     temporary, permanent = flufl.bounce.all_failures(message)
     found: list[Failure] = []
     for kind, values in (("hard", permanent), ("soft", temporary)):

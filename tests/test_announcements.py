@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from publisher import db
 from publisher.clock import FrozenClock
-from publisher.delivery import announcements, outbox
+from publisher.delivery import announcements, store
 from publisher.delivery.announcements import AnnouncementInput, parse_audience
 from publisher.delivery.mailsink import MailSink
 from publisher.delivery.models import (
@@ -208,7 +208,7 @@ async def test_a_send_cut_short_is_finished_by_the_next_worker(
         await add_reader(mailing, f"r{n}@example.org", WIB)
     created = await announcements.create(mailing, draft(), "ed@x.org")
     calls = 0
-    real = outbox.queue_announcements
+    real = store.queue_announcements
 
     async def dies_after_first_batch(*args: object, **kwargs: object) -> None:
         nonlocal calls
@@ -218,11 +218,11 @@ async def test_a_send_cut_short_is_finished_by_the_next_worker(
         await real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(announcements, "BATCH_SIZE", 2)
-    monkeypatch.setattr(outbox, "queue_announcements", dies_after_first_batch)
+    monkeypatch.setattr(store, "queue_announcements", dies_after_first_batch)
     with pytest.raises(RuntimeError, match="killed"):
         await announcements.send(mailing, created.id)
     assert len(await _outbox(mailing)) == 2
-    monkeypatch.setattr(outbox, "queue_announcements", real)
+    monkeypatch.setattr(store, "queue_announcements", real)
     await deliver(mailing, until_idle=True)
     assert recipients(sink) == {f"r{n}@example.org": 1 for n in range(5)}
     assert (await announcements.get(mailing, created.id)).status == AnnouncementStatus.SENT

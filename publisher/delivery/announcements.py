@@ -29,7 +29,7 @@ from publisher import planning
 from publisher.content.markdown import render_markdown
 from publisher.content.sanitize import clean_line, sanitize_html
 from publisher.db import is_sqlite, transaction
-from publisher.delivery import outbox
+from publisher.delivery import store
 from publisher.delivery.editions import MessageIds
 from publisher.delivery.models import (
     DONE,
@@ -424,7 +424,7 @@ async def _enqueue(site: Site, found: Announcement, now: datetime, zones: set[st
                 ]
             hashes = {row.id: suppression.email_hash(row.email) for row in batch}
             blocked = await suppression.suppressed_among(session, hashes.values())
-            existing = await outbox.queued_among(session, edition_id, [r.id for r in batch])
+            existing = await store.queued_among(session, edition_id, [r.id for r in batch])
             rows = [
                 {
                     "edition_id": edition_id,
@@ -437,7 +437,7 @@ async def _enqueue(site: Site, found: Announcement, now: datetime, zones: set[st
                 if hashes[row.id] not in blocked and row.id not in existing
             ]
             if rows:
-                await outbox.queue_announcements(session, rows, now)
+                await store.queue_announcements(session, rows, now)
                 queued += len(rows)
         if not after:
             break

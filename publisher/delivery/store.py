@@ -800,22 +800,6 @@ def _insert_ignoring_duplicates(session: AsyncSession) -> Any:
     )
 
 
-async def queue_digests(session: AsyncSession, rows: list[dict[str, Any]], now: datetime) -> None:
-    """Queue one edition's digests (edition_id, variant_id, subscriber_id, email,
-    message_id, window_end per row), skipping readers who already have theirs."""
-    defaults = {
-        "kind": MailKind.DIGEST,
-        "status": QUEUED,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "claimed_by": "",
-        "smtp_response": "",
-    }
-    await session.execute(
-        _insert_ignoring_duplicates(session), [{**defaults, **row} for row in rows]
-    )
-
-
 async def queued_among(
     session: AsyncSession, edition_id: int, subscriber_ids: Sequence[int]
 ) -> set[int]:

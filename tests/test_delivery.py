@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections import Counter
 from datetime import date, timedelta
 
@@ -9,17 +11,18 @@ import pytest
 import sqlalchemy as sa
 
 from publisher.clock import FrozenClock
-from publisher.db import transaction
+from publisher.db import sqlite_path, transaction
 from publisher.delivery.editions import edition_date, enqueue, open_edition, resume_enqueues
 from publisher.delivery.models import (
     DONE,
     ENQUEUING,
     SENDING,
+    SENT,
     Edition,
     EditionVariant,
     OutboxRow,
 )
-from publisher.delivery.store import open_store, status_counts
+from publisher.delivery.store import Outcome, open_store, status_counts
 from publisher.delivery.worker import deliver
 from publisher.errors import UsageError
 from publisher.site import Site
@@ -229,3 +232,33 @@ async def test_interrupted_enqueue_and_orphaned_claims_are_resumed(
     assert handler.total() == 12
     assert handler.count("reader50@example.net") == 0  # joined after the send began
     assert await resume_enqueues(site) == []
+
+
+async def test_sqlite_results_wait_for_a_busy_database(site: Site, clock: FrozenClock) -> None:
+    """SQLite's direct result writer: with another process writing, it waits, then writes."""
+    path = sqlite_path(site.settings.database.url)
+    if path is None:
+        pytest.skip("the direct writer is SQLite's")
+    await add_articles(site, 1)
+    await add_subscribers(site, 3)
+    now = clock.now()
+    edition = await open_edition(site, "daily", date(2026, 11, 25), now)
+    await enqueue(site, edition, now)
+    store = open_store(site, "host:1:cafe")
+    jobs = await store.claim(3, now)
+    assert len(jobs) == 3
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    writing = asyncio.create_task(
+        store.record([Outcome(job, SENT, now, 250, "2.0.0 ok") for job in jobs])
+    )
+    await asyncio.sleep(0.5)
+    assert not writing.done()  # waiting in its thread, not failing, not blocking the loop
+    holder.execute("COMMIT")
+    holder.close()
+    await asyncio.wait_for(writing, 30)
+    await store.unregister()
+    assert await status_counts(site, edition.id) == Counter({"sent": 3})
+    async with transaction(site.engine) as session:
+        marks = set(await session.scalars(sa.select(Subscriber.last_digest_at)))
+    assert marks == {jobs[0].window_end}

@@ -16,18 +16,21 @@ take the dead worker's advisory lock (a live worker holds its own for its whole 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import re
 import secrets
 import socket
+import sqlite3
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
@@ -36,7 +39,13 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from publisher.db import is_sqlite, session_factory, sqlite_path, transaction
+from publisher.db import (
+    apply_sqlite_pragmas,
+    is_sqlite,
+    session_factory,
+    sqlite_path,
+    transaction,
+)
 from publisher.delivery.models import (
     CANCELLED,
     CLAIMED,
@@ -354,27 +363,10 @@ class _SqlStore:
         """Write a batch of results in one transaction (executemany), bounces included."""
         if not outcomes:
             return
-        params = [
-            {
-                "b_id": o.job.row_id,
-                "b_worker": self.worker_id,
-                "b_status": o.status,
-                "b_attempts": o.job.attempts + 1,
-                "b_first": o.job.first_attempt_at or o.at,
-                "b_next": o.next_attempt_at,
-                "b_sent": o.at if o.status == SENT else None,
-                "b_code": o.code,
-                "b_response": o.response[:1000],
-            }
-            for o in outcomes
-        ]
-        # Only a delivered digest moves the reader's content window on.
-        sent = [
-            {"b_id": o.job.subscriber_id, "b_until": o.job.window_end}
-            for o in outcomes
-            if o.status == SENT and o.job.kind == MailKind.DIGEST and o.job.window_end
-        ]
+        params, sent = self._result_rows(outcomes)
         bounced = [o for o in outcomes if o.bounce]
+        if not bounced and await self._record_fast(params, sent):
+            return
         mail = self.site.settings.mail
         # A bare connection and two cached executemany statements: this runs once per
         # group commit, the hottest write of a send. A session joins it only for bounces.
@@ -396,6 +388,36 @@ class _SqlStore:
                         mail.soft_bounce_window,
                     )
                 await session.flush()
+
+    async def _record_fast(self, params: list[dict[str, Any]], sent: list[dict[str, Any]]) -> bool:
+        """Write a batch without bounces by a cheaper path, if the backend has one."""
+        return False
+
+    def _result_rows(
+        self, outcomes: list[Outcome]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Return the executemany parameters of _RECORD and _STAMP for a batch."""
+        params = [
+            {
+                "b_id": o.job.row_id,
+                "b_worker": self.worker_id,
+                "b_status": o.status,
+                "b_attempts": o.job.attempts + 1,
+                "b_first": o.job.first_attempt_at or o.at,
+                "b_next": o.next_attempt_at,
+                "b_sent": o.at if o.status == SENT else None,
+                "b_code": o.code,
+                "b_response": o.response[:1000],
+            }
+            for o in outcomes
+        ]
+        # Only a delivered digest moves the reader's content window on.
+        sent = [
+            {"b_id": o.job.subscriber_id, "b_until": o.job.window_end}
+            for o in outcomes
+            if o.status == SENT and o.job.kind == MailKind.DIGEST and o.job.window_end
+        ]
+        return params, sent
 
     # -- editions -------------------------------------------------------------------
 
@@ -500,8 +522,65 @@ class PostgresStore(_SqlStore):
         return recovered
 
 
+@dataclass(frozen=True)
+class _SqliteStatement:
+    """A SQLAlchemy statement compiled for SQLite, for the stdlib driver's executemany."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: Mapping[str, Callable[[Any], Any]]
+
+    @classmethod
+    def of(cls, statement: sa.Update) -> _SqliteStatement:
+        """Compile ``statement`` with SQLite's dialect and its columns' bind encoders."""
+        dialect = sqlite.dialect(paramstyle="qmark")
+        compiled = statement.compile(dialect=dialect)
+        names = tuple(compiled.positiontup or ())
+        processors = {
+            name: processor
+            for name, bind in compiled.binds.items()
+            if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
+        return cls(compiled.string, names, processors)
+
+    def rows(self, params: list[dict[str, Any]]) -> tuple[str, list[tuple[Any, ...]]]:
+        """Return the SQL and each parameter set as a positional, encoded tuple."""
+        encode = self.processors
+        return self.sql, [
+            tuple(encode[name](row[name]) if name in encode else row[name] for name in self.names)
+            for row in params
+        ]
+
+
+_SQLITE_RECORD = _SqliteStatement.of(_RECORD)
+_SQLITE_STAMP = _SqliteStatement.of(_STAMP)
+
+
+def _open_sqlite(path: Path, *, busy_ms: int) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    apply_sqlite_pragmas(connection, busy_ms)
+    return connection
+
+
+def _write_sqlite(
+    connection: sqlite3.Connection, batch: list[tuple[str, list[tuple[Any, ...]]]]
+) -> None:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, rows in batch:
+            if rows:
+                connection.executemany(sql, rows)
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
 class SqliteStore(_SqlStore):
     """SQLite: one sender at a time, under the send lock beside the database file."""
+
+    _fast: sqlite3.Connection | None = None
+    _slow: sqlite3.Connection | None = None
 
     async def register(self) -> None:
         """Take the send lock, or say who holds it."""
@@ -516,6 +595,39 @@ class SqliteStore(_SqlStore):
                 f"{sqlite_path(url)}: {busy.holder} is already sending from this SQLite "
                 "database (only one sender at a time on SQLite; it will deliver what is queued)"
             ) from None
+
+    async def _record_fast(self, params: list[dict[str, Any]], sent: list[dict[str, Any]]) -> bool:
+        """Write the batch with the stdlib driver, from the event loop when SQLite is free.
+
+        benchmarks/send.py measured it: through aiosqlite every execute is a hand-off to its
+        thread, and a send on SQLite reached 45% of the bare SMTP ceiling against 71% this
+        way. The statements are the same _RECORD and _STAMP, compiled for SQLite, with the
+        column types' own encoding; only the driver differs.
+        """
+        path = sqlite_path(self.site.settings.database.url)
+        if path is None:
+            return False
+        batch = [_SQLITE_RECORD.rows(params), _SQLITE_STAMP.rows(sent)]
+        if self._fast is None:
+            self._fast = _open_sqlite(path, busy_ms=0)
+        try:
+            # Never waits: busy_timeout 0 fails at once when another process writes.
+            _write_sqlite(self._fast, batch)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if self._slow is None:
+                self._slow = _open_sqlite(path, busy_ms=30000)
+            await asyncio.to_thread(_write_sqlite, self._slow, batch)
+        return True
+
+    async def unregister(self) -> None:
+        """Close the direct connections and drop the send lock."""
+        for connection in (self._fast, self._slow):
+            if connection is not None:
+                connection.close()
+        self._fast = self._slow = None
+        await super().unregister()
 
     async def recover(self, now: datetime) -> int:
         """Requeue every other claim: whoever holds the send lock is the only sender."""

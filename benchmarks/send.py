@@ -224,6 +224,8 @@ def run_child(
             capture_output=True,
             text=True,
             check=False,
+            # The other checkout's own package, not this venv's editable install of ours.
+            env={**os.environ, "PYTHONPATH": str(Path(script).resolve().parent.parent)},
         )
         if completed.returncode != 0:
             raise SystemExit(f"pipeline run failed:\n{completed.stderr}")

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from publisher.accounts import throttle
 from publisher.accounts.models import AuditEntry, LoginSession, Role
 from publisher.db import transaction
+from publisher.delivery.editions import current_edition_date, open_edition
+from publisher.delivery.models import Edition
 from publisher.site import Site
 from publisher.web.server import running
 from tests.admin_helpers import AdminClient, add_user
@@ -422,3 +424,28 @@ def test_pages_speak_the_browsers_language(server: str) -> None:
     assert "Kata sandi" in indonesian.text
     english = c.get("/admin/login", headers={"Accept-Language": "en-GB"})
     assert "Password" in english.text
+
+
+async def test_pause_and_resume_an_edition(server: str, people: Site) -> None:
+    now = people.clock.now()
+    edition = await open_edition(people, "daily", current_edition_date(people, "daily", now), now)
+    editor = client(server)
+    editor.login("editor@example.org")
+    page = f"/admin/digests/editions/{edition.period_key}"
+    assert editor.post(f"{page}/pause", {}, csrf_from=page).status_code == 303
+    async with transaction(people.engine) as session:
+        paused = await session.get(Edition, edition.id, populate_existing=True)
+        assert paused is not None
+        assert paused.paused_until is not None
+        assert paused.last_error == "paused by editor@example.org"
+    assert editor.post(f"{page}/resume", {}, csrf_from=page).status_code == 303
+    async with transaction(people.engine) as session:
+        resumed = await session.get(Edition, edition.id, populate_existing=True)
+        assert resumed is not None
+        assert (resumed.paused_until, resumed.last_error) == (None, "")
+        actions = list(
+            await session.scalars(
+                sa.select(AuditEntry.action).where(AuditEntry.target == edition.period_key)
+            )
+        )
+    assert sorted(actions) == ["edition.pause", "edition.resume"]

@@ -74,21 +74,8 @@ def digest_text(context: Mapping[str, Any]) -> str:
     elif context["compacted"]:
         lines += ["", "", *wrap(f"{labels['full']}: {links.ref(web)}")]
     lines += links.lines(labels["links"])
-    if context["public"]:
-        lines += ["", "-- ", *wrap(context["public_note"]), ""]
-        footer = [("subscribe", "subscribe"), ("digests", "digests")]
-    else:
-        lines += ["", "-- ", *wrap(context["why"]), context["email"], ""]
-        footer = [
-            ("unsubscribe", "unsubscribe"),
-            ("preferences", "preferences"),
-            ("web", "archive"),
-        ]
-    if site["postal_address"]:
-        lines += [*wrap(site["postal_address"]), ""]
-    for label, link in footer:
-        lines += [f"{labels[label]}:", context["links"][link]]
-    return "\n".join(lines) + "\n"
+    lines.append("")
+    return _footer(context, lines)
 
 
 def notice_text(context: Mapping[str, Any]) -> str:
@@ -113,7 +100,6 @@ def notice_text(context: Mapping[str, Any]) -> str:
 
 def announcement_text(context: Mapping[str, Any]) -> str:
     """Render an announcement's text part from the template context of its HTML part."""
-    labels = context["labels"]
     site = context["site"]
     lines: list[str] = [site["title"].upper(), site["url"], context["date_line"], ""]
     if not context["public"]:
@@ -121,6 +107,12 @@ def announcement_text(context: Mapping[str, Any]) -> str:
     lines += [*wrap(context["heading"].upper()), ""]
     for paragraph in context["body_text"].split("\n"):
         lines += [*wrap(paragraph), ""]
+    return _footer(context, lines)
+
+
+def _footer(context: Mapping[str, Any], lines: list[str]) -> str:
+    """End a digest's or announcement's text: why the reader gets it, the address, links."""
+    labels, site = context["labels"], context["site"]
     if context["public"]:
         lines += ["-- ", *wrap(context["public_note"]), ""]
         footer = [("subscribe", "subscribe"), ("digests", "digests")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -256,48 +256,37 @@ async def edition_progress(key: str, request: Request, editor: Reading) -> Respo
     )
 
 
-async def _set_pause(site: Site, edition: Edition, until: datetime | None, error: str) -> None:
+async def _set_pause(request: Request, posted: PostsSends, key: str, paused: bool) -> Response:
+    """Pause or resume one edition and audit it, in one transaction."""
+    site = site_of(request)
+    edition = await _edition(site, key)
+    now = site.clock.now()
+    editor = posted.editor.user.email
+    until, error = (now + PAUSE_SPAN, f"paused by {editor}") if paused else (None, "")
     async with transaction(site.engine) as session:
         await session.execute(
             sa.update(Edition)
             .where(Edition.id == edition.id)
             .values(paused_until=until, last_error=error)
         )
+        await audit.record(
+            session,
+            actor=editor,
+            action="edition.pause" if paused else "edition.resume",
+            target=edition.period_key,
+            source=client_ip(request),
+            at=now,
+        )
+    return RedirectResponse(f"/admin/digests/editions/{key}", status_code=303)
 
 
 @router.post("/digests/editions/{key}/pause")
 async def pause(key: str, request: Request, posted: PostsSends) -> Response:
     """Stop handing this edition's messages to the workers until resumed."""
-    site = site_of(request)
-    edition = await _edition(site, key)
-    now = site.clock.now()
-    await _set_pause(site, edition, now + PAUSE_SPAN, f"paused by {posted.editor.user.email}")
-    async with transaction(site.engine) as session:
-        await audit.record(
-            session,
-            actor=posted.editor.user.email,
-            action="edition.pause",
-            target=edition.period_key,
-            source=client_ip(request),
-            at=now,
-        )
-    return RedirectResponse(f"/admin/digests/editions/{key}", status_code=303)
+    return await _set_pause(request, posted, key, paused=True)
 
 
 @router.post("/digests/editions/{key}/resume")
 async def resume(key: str, request: Request, posted: PostsSends) -> Response:
     """Let the workers take this edition's messages again."""
-    site = site_of(request)
-    edition = await _edition(site, key)
-    now = site.clock.now()
-    await _set_pause(site, edition, None, "")
-    async with transaction(site.engine) as session:
-        await audit.record(
-            session,
-            actor=posted.editor.user.email,
-            action="edition.resume",
-            target=edition.period_key,
-            source=client_ip(request),
-            at=now,
-        )
-    return RedirectResponse(f"/admin/digests/editions/{key}", status_code=303)
+    return await _set_pause(request, posted, key, paused=False)

@@ -37,7 +37,7 @@ def run(site, work):
     return real_run(site, work)
 context.run = run
 from publisher.cli import main
-main(sys.argv[1:])
+main()  # no arguments: the command line, exactly as the `publisher` script runs it
 """
 
 

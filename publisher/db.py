@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import os
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -29,6 +31,8 @@ from publisher.errors import InputError, StoreError, UsageError
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
+
+_T = TypeVar("_T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: How long a migration statement waits for a table lock on PostgreSQL before giving up.
@@ -196,21 +200,62 @@ def head_revision() -> str:
     return heads[0]
 
 
-def current_revision(url: str) -> str | None:
-    """Return the revision the database is at, or None when it has no schema yet."""
+def _read_versions(connection: sa.Connection) -> list[str] | None:
     # Read alembic_version the way Alembic's MigrationContext does, without loading
     # Alembic (tests/test_cli_startup.py checks both agree).
+    if not sa.inspect(connection).has_table("alembic_version"):
+        return None
     version = sa.table("alembic_version", sa.column("version_num"))
-    engine = create_sync_engine(url)
+    return list(connection.execute(sa.select(version.c.version_num)).scalars())
+
+
+async def _read_versions_async(url: str) -> list[str] | None:
+    engine = create_engine(url)
     try:
-        with engine.connect() as connection:
-            if not sa.inspect(connection).has_table("alembic_version"):
-                return None
-            rows = list(connection.execute(sa.select(version.c.version_num)).scalars())
+        async with engine.connect() as connection:
+            return await connection.run_sync(_read_versions)
+    finally:
+        await engine.dispose()
+
+
+def _run_apart(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run a coroutine to completion from sync code, inside a running event loop or not."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    # A loop runs in this thread (the web app, a test): give the work a thread of its own.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, work).result()
+
+
+def current_revision(url: str) -> str | None:
+    """Return the revision the database is at, or None when it has no schema yet."""
+    try:
+        if is_sqlite(url):
+            engine = create_sync_engine(url)
+            try:
+                with engine.connect() as connection:
+                    rows = _read_versions(connection)
+            finally:
+                engine.dispose()
+        else:
+            # Through asyncpg, which every command loads anyway: the blocking driver
+            # (psycopg) costs a PostgreSQL command a fifth of a second to import, and
+            # is needed only when migrations run.
+            rows = _run_apart(_read_versions_async(url))
     except SQLAlchemyError as exc:
         raise StoreError(f"database {_redacted(url)}: {error_line(exc)}") from exc
-    finally:
-        engine.dispose()
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"database {_redacted(url)}: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        # asyncpg raises its own errors while connecting (an unknown database, a wrong
+        # password), unwrapped by SQLAlchemy: report them as the blocking driver would.
+        if type(exc).__module__.split(".")[0] != "asyncpg":
+            raise
+        raise StoreError(f"database {_redacted(url)}: {error_line(exc)}") from exc
+    if rows is None:
+        return None
     if len(rows) > 1:
         raise StoreError(f"database {_redacted(url)}: at {len(rows)} revisions {sorted(rows)}")
     return rows[0] if rows else None
@@ -344,7 +389,7 @@ def backup_sqlite(url: str, target: Path) -> None:
         engine.dispose()
 
 
-def error_line(exc: SQLAlchemyError) -> str:
+def error_line(exc: Exception) -> str:
     """Describe a driver error in one line (drivers add hints and SQLAlchemy a link)."""
     cause = getattr(exc, "orig", None) or exc
     lines = [line.strip() for line in str(cause).splitlines() if line.strip()]

@@ -25,6 +25,7 @@ from publisher.accounts.models import Role, TokenScope
 from publisher.cli import COMMAND_HELP, COMMAND_MODULES, cli, sending, tokens, users
 from publisher.cli import subscribers as subscribers_cli
 from publisher.cli.init import init_site
+from publisher.errors import StoreError
 from subscribers import models as subscriber_models
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -354,3 +355,46 @@ def test_start_up_freezes_the_heap_and_leaves_the_collector_on(
     # main(ARGS), as tests and embedders call it, leaves the collector alone.
     state = collector_state("--as-list", "digest", "status", cwd=small_site)
     assert state["AT-WORK"] == (True, 0)
+
+
+@pytest.mark.postgres
+def test_postgres_query_commands_skip_the_blocking_driver(
+    postgres_server: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the schema check goes through asyncpg: psycopg loads only to migrate."""
+    if postgres_server is None:
+        pytest.skip("PostgreSQL not available (set PUBLISHER_TEST_POSTGRES_URL)")
+    from tests.services import fresh_postgres_database
+
+    url = fresh_postgres_database(postgres_server)
+    monkeypatch.setenv("PUBLISHER_DATABASE__URL", url)
+    site = init_site(tmp_path / "site", title="Kabar", base_url="https://news.example.org")
+    modules, shown = loaded_modules("articles", "list", cwd=site.parent)
+    assert shown.strip()
+    assert families(modules, {"psycopg", "alembic"}) == set()
+    assert families(modules, {"asyncpg"}) == {"asyncpg"}
+
+
+@pytest.mark.postgres
+async def test_postgres_revision_read_agrees_with_alembic_inside_a_loop(
+    postgres_server: str | None,
+) -> None:
+    """The check runs from sync code under a running loop (web app, tests) as well."""
+    if postgres_server is None:
+        pytest.skip("PostgreSQL not available (set PUBLISHER_TEST_POSTGRES_URL)")
+    from alembic.runtime.migration import MigrationContext
+
+    from tests.services import fresh_postgres_database
+
+    url = fresh_postgres_database(postgres_server)
+    assert db.current_revision(url) is None
+    db.upgrade(url, "0003_delivery")
+    engine = db.create_sync_engine(url)
+    try:
+        with engine.connect() as connection:
+            alembics = MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+    assert db.current_revision(url) == alembics == "0003_delivery"
+    with pytest.raises(StoreError, match="database postgresql://"):
+        db.current_revision(url.rsplit("/", 1)[0] + "/no_such_database")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from publisher.delivery.smtp import (
     SmtpPool,
     parse_smtp_url,
     send_message,
+    wire_form,
 )
 from publisher.errors import ConfigError, DeliveryError
 from tests.clirunner import ROOT
@@ -68,6 +70,41 @@ def test_parse_smtp_url_variants() -> None:
         parse_smtp_url("http://h")
     with pytest.raises(ConfigError, match=r"mail\.smtp_url: no host"):
         parse_smtp_url("smtp://:25")
+
+
+def _aiosmtplib_wire(message: bytes) -> bytes:
+    """What aiosmtplib's own data() puts on the wire, for comparison."""
+    from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+
+    return PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
+
+
+def test_wire_form_matches_aiosmtplib_for_any_line_ends_and_dots() -> None:
+    seed = int(os.environ.get("WIRE_SEED") or random.randrange(2**32))
+    rng = random.Random(seed)
+    pieces = [b"\r\n", b"\n", b"\r", b".", b"..", b"a", b"\xc3\xa9", b" ", b"=2E"]
+    cases = [b"", b".", b"\r\n.\r\n", b"x\r\n", b"x", MESSAGE]
+    cases += [b"".join(rng.choices(pieces, k=rng.randrange(40))) for _ in range(3000)]
+    for case in cases:
+        size, payload = wire_form(case)
+        expected = _aiosmtplib_wire(case)
+        assert payload == expected, f"WIRE_SEED={seed}: {case!r}"
+        assert size == len(expected) - 3 - expected.count(b"\r\n..") - expected.startswith(b"..")
+
+
+async def test_dot_lines_and_bare_line_feeds_arrive_as_sent_with_size() -> None:
+    handler = RecordingHandler()
+    message = MESSAGE.replace(b"Halo.\r\n", b"..two\r\n.\r\nlone\nfeed\rcr\r\n")
+    message = b".first line dot\r\n" + message
+    async with smtp_server(handler) as port:
+        connection = SmtpConnection(parse_smtp_url(f"smtp://127.0.0.1:{port}"), 10)
+        replies = await connection.send("news@example.org", ["reader@example.net"], message)
+        await connection.close()
+    assert replies["reader@example.net"].accepted
+    from aiosmtplib.protocol import normalize_message_line_endings
+
+    # The server undoes the dot-stuffing: the reader gets the CRLF form, dots intact.
+    assert handler.delivered["reader@example.net"] == [normalize_message_line_endings(message)]
 
 
 async def test_send_message_reaches_the_mail_sink(tmp_path: Path) -> None:

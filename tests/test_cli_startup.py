@@ -24,6 +24,7 @@ from publisher.accounts import passwords
 from publisher.accounts.models import Role, TokenScope
 from publisher.cli import COMMAND_HELP, COMMAND_MODULES, cli, sending, tokens, users
 from publisher.cli import subscribers as subscribers_cli
+from publisher.cli.context import StartupCollector
 from publisher.cli.init import init_site
 from publisher.errors import StoreError
 from subscribers import models as subscriber_models
@@ -310,20 +311,25 @@ GC_PROBE = """
 import gc, sys
 import publisher.cli.context as context
 real_run = context.run
+def report(label):
+    state = [gc.isenabled(), gc.get_freeze_count(), *gc.get_threshold()]
+    sys.stderr.write(f"\\n{label} {' '.join(map(str, state))}\\n")
 def run(site, work):
-    sys.stderr.write(f"\\nAT-WORK {gc.isenabled()} {gc.get_freeze_count()}\\n")
+    report("AT-WORK")
     return real_run(site, work)
 context.run = run
 from publisher.cli import main
+report("AT-START")
 try:
     main() if sys.argv[1] != "--as-list" else main(sys.argv[2:])
 finally:
-    sys.stderr.write(f"\\nAT-EXIT {gc.isenabled()} {gc.get_freeze_count()}\\n")
+    report("AT-EXIT")
 """
 
 
-def collector_state(*args: str, cwd: Path) -> dict[str, tuple[bool, int]]:
-    """Run the CLI through GC_PROBE; return the collector's state at work start and exit."""
+def collector_state(*args: str, cwd: Path) -> dict[str, tuple[int, ...]]:
+    """Run the CLI through GC_PROBE; return the collector's state (enabled, frozen objects,
+    thresholds) before the command, at its work's start and at exit."""
     done = subprocess.run(
         [sys.executable, "-c", GC_PROBE, *args],
         capture_output=True,
@@ -335,26 +341,34 @@ def collector_state(*args: str, cwd: Path) -> dict[str, tuple[bool, int]]:
     )
     found = {}
     for line in done.stderr.splitlines():
-        if line.startswith(("AT-WORK ", "AT-EXIT ")):
-            label, enabled, frozen = line.split()
-            found[label] = (enabled == "True", int(frozen))
+        if line.startswith(("AT-START ", "AT-WORK ", "AT-EXIT ")):
+            label, *values = line.split()
+            found[label] = tuple(
+                int(value == "True") if value in ("True", "False") else int(value)
+                for value in values
+            )
     return found
 
 
-def test_start_up_freezes_the_heap_and_leaves_the_collector_on(
-    small_site: Path, tmp_path: Path
-) -> None:
-    """The process's own command: collector on for the work, start-up's objects frozen."""
+def test_start_up_freezes_the_heap_then_collects_as_usual(small_site: Path, tmp_path: Path) -> None:
+    """The process's own command: start-up's objects frozen, usual thresholds for the work."""
     state = collector_state("digest", "status", cwd=small_site)
-    assert state["AT-WORK"][0] is True
-    assert state["AT-WORK"][1] > 50_000  # modules, classes, SQLAlchemy's and pydantic's
-    assert state["AT-EXIT"][0] is True
-    # A site that fails to open (bad config) leaves the collector on too.
-    (tmp_path / "publisher.toml").write_text("[site]\ncolour = 1\n", encoding="utf-8")
-    assert collector_state("digest", "status", cwd=tmp_path)["AT-EXIT"][0] is True
+    enabled, frozen, *usual = state["AT-START"]
+    assert enabled
+    assert frozen == 0
+    enabled, frozen, *thresholds = state["AT-WORK"]
+    assert enabled
+    assert frozen > 50_000  # modules, classes, SQLAlchemy's and pydantic's tables
+    assert thresholds == usual
+    # A command that opens no site still collects (rarely, not never).
+    state = collector_state("mailsink", "--help", cwd=tmp_path)
+    enabled, frozen, *thresholds = state["AT-EXIT"]
+    assert enabled
+    assert frozen == 0
+    assert thresholds[0] == StartupCollector.STARTING_THRESHOLD
     # main(ARGS), as tests and embedders call it, leaves the collector alone.
     state = collector_state("--as-list", "digest", "status", cwd=small_site)
-    assert state["AT-WORK"] == (True, 0)
+    assert state["AT-WORK"] == state["AT-START"]
 
 
 @pytest.mark.postgres

@@ -66,8 +66,7 @@ class _LazyGroup(click.Group):
         if cmd_name in self.commands:
             return self.commands[cmd_name]
         for module_name in COMMAND_MODULES.get(cmd_name, ()):
-            with collector.loading():
-                module = importlib.import_module(module_name)
+            module = importlib.import_module(module_name)
             commands: list[click.Command] = module.COMMANDS
             for command in commands:
                 if command.name == cmd_name:
@@ -116,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     Without ``argv`` (the console script, ``python -m publisher``) this is the process's
     own command, and start-up may tune the garbage collector (context.StartupCollector).
     """
-    collector.enabled = argv is None
+    if argv is None:
+        collector.starting()
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         cli.main(args=argv, prog_name="publisher", standalone_mode=False)

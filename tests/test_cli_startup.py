@@ -361,6 +361,12 @@ def test_start_up_freezes_the_heap_then_collects_as_usual(small_site: Path, tmp_
     assert enabled
     assert frozen > 50_000  # modules, classes, SQLAlchemy's and pydantic's tables
     assert thresholds == usual
+    # demo opens its site itself: start-up ends when its work starts.
+    state = collector_state("demo", "--dir", str(tmp_path / "demo"), "--no-serve", cwd=tmp_path)
+    enabled, frozen, *thresholds = state["AT-EXIT"]
+    assert enabled
+    assert frozen > 50_000
+    assert thresholds == usual
     # A command that opens no site still collects (rarely, not never).
     state = collector_state("mailsink", "--help", cwd=tmp_path)
     enabled, frozen, *thresholds = state["AT-EXIT"]

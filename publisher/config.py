@@ -324,14 +324,10 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
 
 
 def settings_from_mapping(
-    data: dict[str, Any],
-    config_path: Path | None = None,
-    text: str = "",
-    *,
-    environ: Mapping[str, str] | None = None,
+    data: dict[str, Any], config_path: Path | None = None, text: str = ""
 ) -> Settings:
-    """Validate a parsed configuration mapping, overlaid by the environment (or ``environ``)."""
-    overlay = EnvOverlay.read(os.environ if environ is None else environ)
+    """Validate a parsed configuration mapping, overlaid by the environment."""
+    overlay = EnvOverlay.read(os.environ)
     if "config_path" in data:
         # A field of ours, not a setting: the file cannot name itself.
         where = str(config_path) if config_path else "settings"

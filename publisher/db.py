@@ -209,12 +209,13 @@ def _read_versions(connection: sa.Connection) -> list[str] | None:
     return list(connection.execute(sa.select(version.c.version_num)).scalars())
 
 
-async def _read_versions_async(url: str) -> list[str] | None:
-    engine = create_engine(url)
+async def _read_versions_async(engine: AsyncEngine) -> list[str] | None:
     try:
         async with engine.connect() as connection:
             return await connection.run_sync(_read_versions)
     finally:
+        # The connection belongs to this loop; the engine (its dialect initialized,
+        # its statements compiled) stays usable by the caller's.
         await engine.dispose()
 
 
@@ -229,21 +230,25 @@ def _run_apart(work: Coroutine[Any, Any, _T]) -> _T:
         return pool.submit(asyncio.run, work).result()
 
 
-def current_revision(url: str) -> str | None:
-    """Return the revision the database is at, or None when it has no schema yet."""
+def current_revision(url: str, engine: AsyncEngine | None = None) -> str | None:
+    """Return the revision the database is at, or None when it has no schema yet.
+
+    On PostgreSQL it asks through ``engine`` when given (the site's own, so the command
+    does not create and initialize a second one), else through a temporary engine.
+    """
     try:
         if is_sqlite(url):
-            engine = create_sync_engine(url)
+            blocking = create_sync_engine(url)
             try:
-                with engine.connect() as connection:
+                with blocking.connect() as connection:
                     rows = _read_versions(connection)
             finally:
-                engine.dispose()
+                blocking.dispose()
         else:
             # Through asyncpg, which every command loads anyway: the blocking driver
             # (psycopg) costs a PostgreSQL command a fifth of a second to import, and
             # is needed only when migrations run.
-            rows = _run_apart(_read_versions_async(url))
+            rows = _run_apart(_read_versions_async(engine or create_engine(url)))
     except SQLAlchemyError as exc:
         raise StoreError(f"database {_redacted(url)}: {error_line(exc)}") from exc
     except (OSError, ValueError) as exc:
@@ -357,13 +362,13 @@ def upgrade(
     return head_revision()
 
 
-def ensure_schema(url: str) -> None:
+def ensure_schema(url: str, engine: AsyncEngine | None = None) -> None:
     """Upgrade the database if it is behind the code (the "automatic on first use" path).
 
     A database *ahead* of the code is left alone: during a rolling upgrade the new
     release migrates first (expand only), and the old release keeps running on it.
     """
-    current = current_revision(url)
+    current = current_revision(url, engine)
     if current != head_revision() and status_of(current).state is SchemaState.BEHIND:
         upgrade(url)
 

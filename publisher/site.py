@@ -29,8 +29,11 @@ class Site:
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> Site:
         """Wire a site from settings already loaded, migrating the database if needed."""
-        db.ensure_schema(settings.database.url)
-        return cls(settings=settings, clock=clock or SystemClock())
+        url = settings.database.url
+        # On PostgreSQL the schema check already needs the engine: the site keeps it.
+        engine = None if db.is_sqlite(url) else db.create_engine(url)
+        db.ensure_schema(url, engine)
+        return cls(settings=settings, clock=clock or SystemClock(), _engine=engine)
 
     @property
     def engine(self) -> AsyncEngine:

@@ -12,6 +12,9 @@ schema check: what a user waits for before anything of theirs happens. The comma
 on a small SQLite site made by `publisher demo --no-serve` (sample articles, readers
 in three time zones, sent editions). --python runs another checkout's interpreter
 (e.g. /work/main/.venv/bin/python) to compare before and after in one run.
+--postgres puts the demo site in a fresh PostgreSQL database instead (a throwaway
+cluster, or $PUBLISHER_TEST_POSTGRES_URL's server), where the schema check and the
+work go through asyncpg.
 """
 
 from __future__ import annotations
@@ -24,7 +27,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 #: Runs one command in a child and prints, on stderr, the wall clock at work start.
 WORK_START_PROBE = """
@@ -37,7 +44,7 @@ def run(site, work):
     return real_run(site, work)
 context.run = run
 from publisher.cli import main
-main(sys.argv[1:])
+main()  # no arguments: the command line, exactly as the `publisher` script runs it
 """
 
 
@@ -82,6 +89,21 @@ FIGURES = [
 ]
 
 
+@contextmanager
+def database(postgres: bool) -> Iterator[str | None]:
+    """Yield a fresh PostgreSQL database's URL with --postgres, else None (SQLite)."""
+    if not postgres:
+        yield None
+        return
+    sys.path.insert(0, str(ROOT))
+    from tests.services import fresh_postgres_database, postgres_url_for_tests
+
+    with postgres_url_for_tests() as server:
+        if server is None:
+            raise SystemExit("--postgres: no PostgreSQL (initdb) on this machine")
+        yield fresh_postgres_database(server)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15, help="Runs per figure.")
@@ -89,6 +111,9 @@ def main() -> None:
         "--python",
         action="append",
         help="Interpreter whose `publisher` to time (repeatable: compared in one run).",
+    )
+    parser.add_argument(
+        "--postgres", action="store_true", help="Put the demo site in a PostgreSQL database."
     )
     args = parser.parse_args()
     pythons = [Path(p) for p in (args.python or [sys.executable])]
@@ -100,7 +125,12 @@ def main() -> None:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     # (python, label) -> that figure's runs
     results: dict[tuple[Path, str], list[tuple[float, float]]] = {}
-    with tempfile.TemporaryDirectory(prefix="publisher-startup-") as tmp:
+    with (
+        database(args.postgres) as url,
+        tempfile.TemporaryDirectory(prefix="publisher-startup-") as tmp,
+    ):
+        if url is not None:
+            env["PUBLISHER_DATABASE__URL"] = url
         env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         site = Path(tmp) / "site"
         subprocess.run(
@@ -133,7 +163,8 @@ def main() -> None:
                             value = (run.start_wall, run.start_cpu)
                             results.setdefault((python, label), []).append(value)
     for python in pythons:
-        print(f"# {python} ({args.repeat} runs each, interleaved)")
+        backend = "PostgreSQL" if args.postgres else "SQLite"
+        print(f"# {python} ({args.repeat} runs each, interleaved, {backend} site)")
         for label, _arguments, _kind, goal in FIGURES:
             runs = results[(python, label)]
             print(median_line(label, [r[0] for r in runs], [r[1] for r in runs], goal))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -17,12 +19,6 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
-)
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    SettingsError,
 )
 
 from publisher.errors import ConfigError
@@ -269,12 +265,10 @@ class SourceSettings(_Section):
     tags: list[str] = []
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Every setting, loaded once per process."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False
-    )
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     site: SiteSettings = SiteSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -290,18 +284,6 @@ class Settings(BaseSettings):
 
     #: The file these settings came from (None when built from defaults alone).
     config_path: Path | None = Field(None, exclude=True)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment variables win over the file, which arrives as init kwargs.
-        return (env_settings, init_settings)
 
     @property
     def base_dir(self) -> Path:
@@ -345,18 +327,157 @@ def settings_from_mapping(
     data: dict[str, Any], config_path: Path | None = None, text: str = ""
 ) -> Settings:
     """Validate a parsed configuration mapping, overlaid by the environment."""
+    overlay = EnvOverlay.read(os.environ)
+    if "config_path" in data:
+        # A field of ours, not a setting: the file cannot name itself.
+        where = str(config_path) if config_path else "settings"
+        line = _line_of(text, ("config_path",))
+        raise ConfigError(f"{where}{f':{line}' if line else ''}: config_path: unknown setting")
     try:
-        settings = Settings(**data)
+        settings = Settings.model_validate(overlay.apply(data))
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, config_path, text)) from None
-    except SettingsError as exc:
-        # Raised for an environment variable holding a section or list that is not JSON.
-        field = re.search(r'field "([^"]+)"', str(exc))
-        name = ENV_PREFIX + (field[1].upper() if field else "*")
-        raise ConfigError(f"environment variable {name}: not valid JSON") from None
+        raise ConfigError(_describe(exc, config_path, text, overlay)) from None
     settings.config_path = config_path
     _resolve_paths(settings)
     return settings
+
+
+#: What one PUBLISHER_* value may hold: the file's own settings need a few levels.
+ENV_VALUE_MAX_CHARS = 65536
+ENV_JSON_MAX_DEPTH = 16
+
+
+class EnvOverlay:
+    """The PUBLISHER_<SECTION>[__<KEY>] variables, as values to lay over the file's.
+
+    pydantic-settings did this until its import (its sources, dotenv, cloud providers)
+    cost every command a tenth of a second; the rules are the ones it applied here:
+    names are not case sensitive, a section or a list is JSON, a key's other values are
+    strings that validation reads as the file's would be, and a variable wins over the
+    file while the rest of its section still comes from the file. Unlike it, each value
+    remembers its variable, so an error inside JSON names the variable, not the file.
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        #: Setting path (("mail", "timeout"), ("sources",)) -> the variable that set it.
+        self.origins: dict[tuple[str, ...], str] = {}
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str]) -> EnvOverlay:
+        """Collect the variables naming a section of Settings; ignore other PUBLISHER_ names."""
+        overlay = cls()
+        seen: dict[str, str] = {}
+        # A section's JSON first, so its keys' own variables refine it, as they always did.
+        for name in sorted(environ, key=lambda n: (n.count("__"), n)):
+            if not name.upper().startswith(ENV_PREFIX):
+                continue
+            section, nested, key = name[len(ENV_PREFIX) :].lower().partition("__")
+            if section not in _SECTIONS:
+                continue  # PUBLISHER_CONFIG and the like: not a setting
+            # Two spellings of one name (PUBLISHER_X and publisher_x): neither wins silently.
+            if name.lower() in seen:
+                raise ConfigError(
+                    f"environment variables {seen[name.lower()]} and {name} set the same setting"
+                )
+            seen[name.lower()] = name
+            if not nested:
+                overlay._set_section(name, section, _env_json(name, environ[name]))
+                continue
+            keys = _section_keys(section)
+            if key not in keys:
+                raise ConfigError(f"environment variable {name}: unknown setting")
+            real_key, complex_value = keys[key]
+            value = _env_json(name, environ[name]) if complex_value else environ[name]
+            overlay._set_key(name, section, real_key, value)
+        return overlay
+
+    def _set_section(self, name: str, section: str, value: Any) -> None:
+        self.values[section] = value
+        if _section_keys(section) and isinstance(value, dict):
+            # A table: its keys replace the file's one by one, so each is the variable's.
+            for key in value:
+                self.origins[(section, str(key))] = name
+        else:
+            self.origins[(section,)] = name
+
+    def _set_key(self, name: str, section: str, key: str, value: Any) -> None:
+        table = self.values.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f"environment variable {name}: {self.origins[(section,)]} is not a table"
+            )
+        table[key] = value
+        self.origins[(section, key)] = name
+
+    def apply(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the file's mapping with these values laid over it, key by key."""
+        merged = dict(data)
+        for section, value in self.values.items():
+            below = merged.get(section)
+            if _section_keys(section) and isinstance(value, dict) and isinstance(below, dict):
+                merged[section] = {**below, **value}
+            else:
+                merged[section] = value
+        return merged
+
+    def origin(self, loc: tuple[str, ...]) -> str | None:
+        """Return the variable that set the value at ``loc`` (or a list holding it)."""
+        for end in range(len(loc), 0, -1):
+            if loc[:end] in self.origins:
+                return self.origins[loc[:end]]
+        return None
+
+
+#: The top-level settings a PUBLISHER_<SECTION> variable can name.
+_SECTIONS = tuple(name for name in Settings.model_fields if name != "config_path")
+
+
+def _section_keys(section: str) -> dict[str, tuple[str, bool]]:
+    """Map a section's keys, lowercased, to their spelling and whether they are JSON."""
+    annotation = Settings.model_fields[section].annotation
+    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        return {}  # a list ([[sources]]): set whole
+    keys: dict[str, tuple[str, bool]] = {}
+    for name, field in annotation.model_fields.items():
+        spelled = field.alias or name
+        keys[spelled.lower()] = (spelled, _is_complex(field.annotation))
+    return keys
+
+
+def _is_complex(annotation: Any) -> bool:
+    """Tell whether a setting is a list, table or model, which a variable gives as JSON."""
+    origin = get_origin(annotation)
+    if origin in (list, dict, set, tuple):
+        return True
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel | dict | list)
+
+
+def _env_json(name: str, value: str) -> Any:
+    """Decode a section or list given in a variable, bounded in size and depth."""
+    if len(value) > ENV_VALUE_MAX_CHARS:
+        raise ConfigError(
+            f"environment variable {name}: longer than {ENV_VALUE_MAX_CHARS} characters"
+        )
+    try:
+        decoded = json.loads(value)
+    except RecursionError:
+        raise ConfigError(f"environment variable {name}: JSON nested too deeply") from None
+    except ValueError:
+        raise ConfigError(f"environment variable {name}: not valid JSON") from None
+    if _depth(decoded) > ENV_JSON_MAX_DEPTH:
+        raise ConfigError(
+            f"environment variable {name}: JSON nested deeper than {ENV_JSON_MAX_DEPTH} levels"
+        )
+    return decoded
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(item) for item in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(item) for item in value), default=0)
+    return 0
 
 
 def _describe_toml(exc: tomllib.TOMLDecodeError, config_path: Path) -> str:
@@ -368,7 +489,9 @@ def _describe_toml(exc: tomllib.TOMLDecodeError, config_path: Path) -> str:
     return f"{config_path}:{match[2]}: invalid TOML: {match[1]} (column {match[3]})"
 
 
-def _describe(exc: ValidationError, config_path: Path | None, text: str) -> str:
+def _describe(
+    exc: ValidationError, config_path: Path | None, text: str, overlay: EnvOverlay
+) -> str:
     error = exc.errors()[0]
     loc = [str(part) for part in error["loc"] if not isinstance(part, int)]
     key = ".".join(loc) or "(top level)"
@@ -377,9 +500,11 @@ def _describe(exc: ValidationError, config_path: Path | None, text: str) -> str:
         message = "unknown setting"
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
-    env_name = ENV_PREFIX + "__".join(loc).upper()
-    if env_name in os.environ:
-        return f"environment variable {env_name}: {message}"
+    origin = overlay.origin(tuple(loc))
+    if origin is not None:
+        # A value inside a variable's JSON: say which key of it.
+        exact = origin.lower() == (ENV_PREFIX + "__".join(loc)).lower()
+        return f"environment variable {origin}: {'' if exact else key + ': '}{message}"
     where = str(config_path) if config_path else "settings"
     line = _line_of(text, tuple(error["loc"]))
     if line:

@@ -252,7 +252,14 @@ def current_revision(url: str, engine: AsyncEngine | None = None) -> str | None:
     except SQLAlchemyError as exc:
         raise StoreError(f"database {_redacted(url)}: {error_line(exc)}") from exc
     except (OSError, ValueError) as exc:
-        raise StoreError(f"database {_redacted(url)}: {type(exc).__name__}: {exc}") from exc
+        # asyncio's "Connect call failed ('127.0.0.1', 5432)" names no reason: the errno
+        # does (a resolver's negative codes have their reason in strerror already).
+        errno = exc.errno if isinstance(exc, OSError) else None
+        if errno is not None and errno > 0:
+            reason = os.strerror(errno)
+        else:
+            reason = getattr(exc, "strerror", None) or str(exc)
+        raise StoreError(f"database {_redacted(url)}: {type(exc).__name__}: {reason}") from exc
     except Exception as exc:
         # asyncpg raises its own errors while connecting (an unknown database, a wrong
         # password), unwrapped by SQLAlchemy: report them as the blocking driver would.

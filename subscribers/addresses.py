@@ -5,10 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-
-from email_validator import EmailNotValidError, validate_email
+from typing import TYPE_CHECKING
 
 from subscribers.errors import InvalidAddress
+
+# email-validator is imported by the functions that validate (its constants compile
+# dozens of patterns, ~20 ms): listing subscribers never validates an address.
+if TYPE_CHECKING:
+    from email_validator import ValidatedEmail
 
 MAX_LENGTH = 320
 # An unquoted all-ASCII local part (RFC 5322 dot-atom), which email-validator keeps as is.
@@ -34,6 +38,8 @@ def normalize(value: str) -> Address:
         raise InvalidAddress(f"email address longer than {MAX_LENGTH} characters")
     local, at, domain = text.rpartition("@")
     if at and len(local) <= 64 and _DOT_ATOM.fullmatch(local):
+        from email_validator import EmailNotValidError
+
         # Imports see few distinct domains: validate each once, the local part by pattern.
         # The result equals validate_email's (a property test checks it).
         try:
@@ -50,9 +56,10 @@ def normalize(value: str) -> Address:
 
 def validated(text: str) -> Address:
     """Normalize through email-validator alone (the reference the fast path must equal)."""
+    from email_validator import EmailNotValidError
+
     try:
-        # Syntax only: a DNS lookup per row would make imports crawl and leak timing.
-        valid = validate_email(text, check_deliverability=False, allow_smtputf8=True)
+        valid = _validate(text)
     except EmailNotValidError as exc:
         raise InvalidAddress(f"invalid email address {text!r}: {exc}") from None
     return Address(
@@ -63,8 +70,16 @@ def validated(text: str) -> Address:
 @lru_cache(maxsize=4096)
 def _domain(domain: str) -> tuple[str, str | None]:
     """Return the normalized (Unicode) and ASCII forms of a domain (EmailNotValidError if bad)."""
-    valid = validate_email(f"a@{domain}", check_deliverability=False, allow_smtputf8=True)
+    valid = _validate(f"a@{domain}")
     return valid.domain, valid.ascii_domain
+
+
+def _validate(text: str) -> ValidatedEmail:
+    """Check an address's syntax with email-validator (EmailNotValidError if bad)."""
+    from email_validator import validate_email
+
+    # Syntax only: a DNS lookup per row would make imports crawl and leak timing.
+    return validate_email(text, check_deliverability=False, allow_smtputf8=True)
 
 
 def key_of(normalized: str) -> str:

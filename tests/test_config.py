@@ -227,6 +227,161 @@ def test_env_overrides_file_and_bad_env_names_variable(
         load_settings(config)
 
 
+ENV_FILE = '[mail]\nsmtp_url = "smtp://file:25"\nconnections = 2\n[site]\ntitle = "File"\n'
+
+
+def test_env_sections_lists_and_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names in any case; a section or list as JSON; a key's variable refines its section's."""
+    config = write(tmp_path / DEFAULT_CONFIG, ENV_FILE)
+    monkeypatch.setenv("publisher_site__language", "en")
+    monkeypatch.setenv("PUBLISHER_MAIL", '{"timeout": "5s", "from": "Kabar <k@example.org>"}')
+    monkeypatch.setenv("PUBLISHER_MAIL__TIMEOUT", "7s")
+    monkeypatch.setenv(
+        "Publisher_Mail__Relays", '[{"url": "smtp://relay.example.org", "weight": 2}]'
+    )
+    monkeypatch.setenv("PUBLISHER_WEBHOOKS__SES_TOPICS", '["arn:aws:sns:us-east-1:123456789012:b"]')
+    monkeypatch.setenv("PUBLISHER_SOURCES", '[{"url": "https://e.org/f.xml", "tags": ["p"]}]')
+    monkeypatch.setenv("PUBLISHER_CONFIG_PATH", "/elsewhere")  # not a setting: ignored
+    monkeypatch.setenv("PUBLISHER_SITE_TITLE", "one underscore")  # not a setting: ignored
+    settings = load_settings(config)
+    assert settings.site.language == "en"
+    assert settings.site.title == "File"
+    assert settings.mail.timeout == timedelta(seconds=7)  # the key's variable wins
+    assert settings.mail.from_ == "Kabar <k@example.org>"
+    assert settings.mail.smtp_url == "smtp://file:25"  # the rest of [mail] is the file's
+    assert settings.mail.connections == 2
+    assert [(r.url, r.weight) for r in settings.mail.relays] == [("smtp://relay.example.org", 2)]
+    assert settings.webhooks.ses_topics == ["arn:aws:sns:us-east-1:123456789012:b"]
+    assert [(s.url, s.tags) for s in settings.sources] == [("https://e.org/f.xml", ["p"])]
+    assert settings.config_path == config
+
+
+#: How every error about one environment variable starts.
+VAR = "environment variable "
+BAD_ENV = [
+    pytest.param(
+        {"PUBLISHER_MAIL": "not json"},
+        VAR + "PUBLISHER_MAIL: not valid JSON",
+        id="section",
+    ),
+    pytest.param(
+        {"PUBLISHER_MAIL": ""},
+        VAR + "PUBLISHER_MAIL: not valid JSON",
+        id="empty-section",
+    ),
+    pytest.param(
+        {"PUBLISHER_MAIL__RELAYS": "smtp://a"},
+        VAR + "PUBLISHER_MAIL__RELAYS: not valid JSON",
+        id="list-key",
+    ),
+    pytest.param(
+        {"PUBLISHER_MAIL": '{"timeout": "soon"}'},
+        VAR + "PUBLISHER_MAIL: mail.timeout: not a duration: 'soon' (use e.g. 90s, 15m, 24h, 7d)",
+        id="inside-section-json",
+    ),
+    pytest.param(
+        {"PUBLISHER_SOURCES": '[{"url": "x", "nope": 1}]'},
+        VAR + "PUBLISHER_SOURCES: sources.nope: unknown setting",
+        id="inside-list-json",
+    ),
+    pytest.param(
+        {"PUBLISHER_MAIL__RELAYS": '[{"url": "ftp://a"}]'},
+        VAR + "PUBLISHER_MAIL__RELAYS: mail.relays.url: must start with smtp:// or smtps://, "
+        "got 'ftp://a'",
+        id="inside-key-json",
+    ),
+    pytest.param(
+        {"PUBLISHER_MAIL": "[1]"},
+        VAR + "PUBLISHER_MAIL: Input should be a valid dictionary or instance of MailSettings",
+        id="section-not-table",
+    ),
+    pytest.param(
+        {"PUBLISHER_SOURCES": "null"},
+        VAR + "PUBLISHER_SOURCES: Input should be a valid list",
+        id="null",
+    ),
+    pytest.param(
+        {"PUBLISHER_MAIL__NOPE": "1"},
+        VAR + "PUBLISHER_MAIL__NOPE: unknown setting",
+        id="key",
+    ),
+    pytest.param(
+        {"PUBLISHER_MAIL__FROM_": "x"},
+        VAR + "PUBLISHER_MAIL__FROM_: unknown setting",
+        id="not-alias",
+    ),
+    pytest.param(
+        {"PUBLISHER_MAIL__RELAYS__0__URL": "smtp://a"},
+        VAR + "PUBLISHER_MAIL__RELAYS__0__URL: unknown setting",
+        id="too-deep-name",
+    ),
+    pytest.param(
+        {"PUBLISHER_SOURCES__URL": "x"},
+        VAR + "PUBLISHER_SOURCES__URL: unknown setting",
+        id="key-of-list",
+    ),
+    pytest.param(
+        {"PUBLISHER_MAIL__": "x"},
+        VAR + "PUBLISHER_MAIL__: unknown setting",
+        id="empty-key",
+    ),
+    pytest.param(
+        {"PUBLISHER_MAIL__CONNECTIONS": "999"},
+        VAR + "PUBLISHER_MAIL__CONNECTIONS: Input should be less than or equal to 64",
+        id="range",
+    ),
+    pytest.param(
+        {"publisher_log__level": "loud"},
+        VAR + "publisher_log__level: Input should be 'debug', 'info', 'warning' or 'error'",
+        id="lowercase-name",
+    ),
+    pytest.param(
+        {"PUBLISHER_MAIL__SMTP_URL": "smtp://a", "publisher_mail__smtp_url": "smtp://b"},
+        "environment variables PUBLISHER_MAIL__SMTP_URL and publisher_mail__smtp_url "
+        "set the same setting",
+        id="two-spellings",
+    ),
+    pytest.param(
+        {"PUBLISHER_MAIL": "[1]", "PUBLISHER_MAIL__TIMEOUT": "5s"},
+        VAR + "PUBLISHER_MAIL__TIMEOUT: PUBLISHER_MAIL is not a table",
+        id="key-under-list",
+    ),
+    pytest.param(
+        {"PUBLISHER_SOURCES": "[" * 100_000},
+        VAR + "PUBLISHER_SOURCES: longer than 65536 characters",
+        id="huge",
+    ),
+    pytest.param(
+        {"PUBLISHER_SOURCES": "[" * 20_000 + "]" * 20_000},
+        VAR + "PUBLISHER_SOURCES: JSON nested too deeply",
+        id="recursion",
+    ),
+    pytest.param(
+        {"PUBLISHER_SOURCES": "[" * 17 + "]" * 17},
+        VAR + "PUBLISHER_SOURCES: JSON nested deeper than 16 levels",
+        id="deep",
+    ),
+]
+
+
+@pytest.mark.parametrize(("variables", "message"), BAD_ENV)
+def test_bad_env_is_one_line_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], message: str
+) -> None:
+    config = write(tmp_path / DEFAULT_CONFIG, ENV_FILE)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert str(caught.value) == message
+
+
+def test_file_cannot_set_config_path(tmp_path: Path) -> None:
+    config = write(tmp_path / DEFAULT_CONFIG, 'config_path = "/etc/passwd"\n[site]\n')
+    with pytest.raises(ConfigError, match=r"publisher\.toml:1: config_path: unknown setting$"):
+        load_settings(config)
+
+
 def test_env_override_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = write(tmp_path / DEFAULT_CONFIG, "[site]\n")
     monkeypatch.setenv("PUBLISHER_SITE__TIMEZONE", "Pluto/Base")

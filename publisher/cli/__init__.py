@@ -8,7 +8,7 @@ import sys
 import click
 
 from publisher import __version__
-from publisher.cli.context import CliContext
+from publisher.cli.context import CliContext, collector
 from publisher.errors import PublisherError
 
 #: Where each command lives. A module is imported only when its command runs: a short
@@ -110,7 +110,13 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI, turning PublisherErrors into one line on stderr and an exit status."""
+    """Run the CLI, turning PublisherErrors into one line on stderr and an exit status.
+
+    Without ``argv`` (the console script, ``python -m publisher``) this is the process's
+    own command, and start-up may tune the garbage collector (context.StartupCollector).
+    """
+    if argv is None:
+        collector.starting()
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         cli.main(args=argv, prog_name="publisher", standalone_mode=False)

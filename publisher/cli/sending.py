@@ -267,10 +267,11 @@ async def _status(site: Site, key: str | None, as_json: bool) -> None:
     from rich.table import Table
 
     from publisher.delivery import store
-    from publisher.delivery.editions import get_edition
     from publisher.delivery.models import OUTBOX_STATUSES
 
-    edition = await get_edition(site, key)
+    # The store's own read, not editions.get_edition: editions imports the planner and
+    # the article store, which a status line never needs.
+    edition = await store.get_edition(site, key)
     notices = await store.notice_counts(site)
     if edition is None and (key or not notices):
         raise NotFoundError(

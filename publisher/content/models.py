@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from publisher.columns import UTCDateTime
@@ -95,6 +94,20 @@ class ArticleTag(Base):
     )
 
 
+class TSVector(sa.types.UserDefinedType[str]):
+    """PostgreSQL's ``tsvector``, named without importing PostgreSQL's dialect.
+
+    The dialect costs every command on a SQLite site ~50 ms at start-up; the column only
+    needs its name in SQL (no value converts: words are written by SQL functions).
+    """
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        """Return the type's name in DDL and casts."""
+        return "TSVECTOR"
+
+
 class ArticleSearch(Base):
     """PostgreSQL's title index: an article's title words, with its sort keys copied.
 
@@ -109,10 +122,12 @@ class ArticleSearch(Base):
     )
     status: Mapped[str] = mapped_column(sa.String(20))
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    words: Mapped[Any] = mapped_column(postgresql.TSVECTOR)
+    words: Mapped[Any] = mapped_column(TSVector)
 
     __table_args__ = (
-        sa.Index("ix_article_search_words", "words", postgresql_using="gin"),
+        # A GIN index (migration 0007 makes it). `postgresql_using="gin"` is left out
+        # here: a dialect option makes SQLAlchemy import that dialect with the model.
+        sa.Index("ix_article_search_words", "words"),
         sa.Index("ix_article_search_published", "published_at", "article_id"),
         sa.Index("ix_article_search_status_published", "status", "published_at", "article_id"),
     )

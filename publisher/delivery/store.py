@@ -30,11 +30,11 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -66,8 +66,13 @@ from publisher.delivery.models import (
 from publisher.errors import LockBusy, LockedError
 from publisher.locks import AdvisoryLock, FileLock, HeldLock, lock_file
 from publisher.site import Site
-from subscribers import bounces, repository, suppression
-from subscribers.models import ACTIVE, PENDING, UNSUBSCRIBED
+
+# What only sending needs is imported where it is used: `digest status` reads this
+# module's counts and must not pay for the subscriber repository, the bounce parser
+# (email_validator, the email package) or, on SQLite, PostgreSQL's dialect
+# (docs/development.md, "Start-up time"; tests/test_cli_startup.py keeps them out).
+if TYPE_CHECKING:
+    from subscribers import bounces, repository
 
 _OUTBOX = cast(sa.Table, OutboxRow.__table__)
 #: Advisory lock class for worker liveness (the second key is the worker's hash).
@@ -88,7 +93,14 @@ _RECORD = (
         smtp_response=sa.bindparam("b_response"),
     )
 )
-_STAMP = repository.advance_last_digest()
+
+
+@cache
+def _stamp() -> sa.Update:
+    """Return the statement moving a reader's last digest mark (the subscribers' own)."""
+    from subscribers import repository
+
+    return repository.advance_last_digest()
 
 
 def new_worker_id() -> str:
@@ -136,15 +148,21 @@ class Outcome:
     bounce: bool = False
 
 
-#: The subscriber status each kind of mail still makes sense for when it is claimed.
-_WANTS_STATUS: dict[str, str] = {
-    MailKind.DIGEST: ACTIVE,
-    MailKind.ANNOUNCEMENT: ACTIVE,
-    MailKind.WELCOME: ACTIVE,
-    MailKind.ALREADY_SUBSCRIBED: ACTIVE,
-    MailKind.CONFIRMATION: PENDING,
-    MailKind.UNSUBSCRIBED: UNSUBSCRIBED,
-}
+@cache
+def _wanted_status() -> dict[str, str]:
+    """Return the subscriber status each kind of mail still makes sense for when claimed."""
+    from subscribers.models import ACTIVE, PENDING, UNSUBSCRIBED
+
+    return {
+        MailKind.DIGEST: ACTIVE,
+        MailKind.ANNOUNCEMENT: ACTIVE,
+        MailKind.WELCOME: ACTIVE,
+        MailKind.ALREADY_SUBSCRIBED: ACTIVE,
+        MailKind.CONFIRMATION: PENDING,
+        MailKind.UNSUBSCRIBED: UNSUBSCRIBED,
+    }
+
+
 #: Kinds that go to suppressed addresses: the reader is mid-way through asking (again), or
 #: has just left and is owed the acknowledgement.
 _IGNORES_SUPPRESSION = (MailKind.CONFIRMATION, MailKind.UNSUBSCRIBED, MailKind.TEST_COPY)
@@ -157,7 +175,7 @@ def _why_not(row: Any, person: Any, blocked: bool) -> str | None:
         return None  # the operator's own address, belonging to no subscriber
     if person is None:
         return "subscriber removed before sending"
-    wanted = _WANTS_STATUS[kind]
+    wanted = _wanted_status()[kind]
     if person.status != wanted:
         return f"subscriber {person.status} before sending"
     if blocked and kind not in _IGNORES_SUPPRESSION:
@@ -317,6 +335,8 @@ class _SqlStore:
                 _OUTBOX.c.payload,
             )
         )
+        from subscribers import repository, suppression
+
         async with transaction(self.site.engine) as session:
             rows = (await session.execute(claim)).all()
             if not rows:
@@ -373,9 +393,11 @@ class _SqlStore:
         async with self.site.engine.begin() as connection:
             await connection.execute(_RECORD, params)
             if sent:
-                await connection.execute(_STAMP, sent)
+                await connection.execute(_stamp(), sent)
             if not bounced:
                 return
+            from subscribers import bounces
+
             async with AsyncSession(bind=connection, expire_on_commit=False) as session:
                 for outcome in bounced:
                     await bounces.record_bounce(
@@ -396,7 +418,7 @@ class _SqlStore:
     def _result_rows(
         self, outcomes: list[Outcome]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Return the executemany parameters of _RECORD and _STAMP for a batch."""
+        """Return the executemany parameters of _RECORD and _stamp() for a batch."""
         params = [
             {
                 "b_id": o.job.row_id,
@@ -533,6 +555,8 @@ class _SqliteStatement:
     @classmethod
     def of(cls, statement: sa.Update) -> _SqliteStatement:
         """Compile ``statement`` with SQLite's dialect and its columns' bind encoders."""
+        from sqlalchemy.dialects import sqlite
+
         dialect = sqlite.dialect(paramstyle="qmark")
         compiled = statement.compile(dialect=dialect)
         names = tuple(compiled.positiontup or ())
@@ -552,8 +576,10 @@ class _SqliteStatement:
         ]
 
 
-_SQLITE_RECORD = _SqliteStatement.of(_RECORD)
-_SQLITE_STAMP = _SqliteStatement.of(_STAMP)
+@cache
+def _sqlite_statements() -> tuple[_SqliteStatement, _SqliteStatement]:
+    """Return _RECORD and _stamp() compiled for SQLite (once, by the first SQLite send)."""
+    return _SqliteStatement.of(_RECORD), _SqliteStatement.of(_stamp())
 
 
 def _open_sqlite(path: Path, *, busy_ms: int) -> sqlite3.Connection:
@@ -601,13 +627,14 @@ class SqliteStore(_SqlStore):
 
         benchmarks/send.py measured it: through aiosqlite every execute is a hand-off to its
         thread, and a send on SQLite reached 45% of the bare SMTP ceiling against 71% this
-        way. The statements are the same _RECORD and _STAMP, compiled for SQLite, with the
+        way. The statements are the same _RECORD and _stamp(), compiled for SQLite, with the
         column types' own encoding; only the driver differs.
         """
         path = sqlite_path(self.site.settings.database.url)
         if path is None:
             return False
-        batch = [_SQLITE_RECORD.rows(params), _SQLITE_STAMP.rows(sent)]
+        record, stamp = _sqlite_statements()
+        batch = [record.rows(params), stamp.rows(sent)]
         if self._fast is None:
             self._fast = _open_sqlite(path, busy_ms=0)
         try:
@@ -719,11 +746,7 @@ async def add_variant(
         "article_ids": list(article_ids),
         "more_count": more_count,
     }
-    statement = (
-        sqlite.insert(EditionVariant)
-        if is_sqlite(site.settings.database.url)
-        else postgresql.insert(EditionVariant)
-    )
+    statement = _dialect_insert(is_sqlite(site.settings.database.url), EditionVariant)
     # Two processes enqueueing the same edition may meet here; the first one's row wins.
     await session.execute(statement.values(values).on_conflict_do_nothing())
     found = await session.scalar(
@@ -812,6 +835,8 @@ async def enqueuing_editions(site: Site) -> list[Edition]:
 
 def bounce_kind(response: str) -> bounces.Kind:
     """Classify a permanent refusal by its enhanced status code (5.2.2 full box is soft)."""
+    from subscribers import bounces
+
     match = _ENHANCED.search(response)
     kind = bounces.classify_status("failed", match[1] if match else "5.0.0")
     return kind or "hard"
@@ -903,11 +928,22 @@ async def last_errors(site: Site, edition_id: int, limit: int = 10) -> list[Erro
 # -- queueing: every row of the outbox is written here ------------------------------
 
 
+def _dialect_insert(sqlite_backend: bool, table: Any) -> Any:
+    """Return the backend's INSERT (both have ON CONFLICT), importing only that dialect."""
+    if sqlite_backend:
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(table)
+    from sqlalchemy.dialects import postgresql
+
+    return postgresql.insert(table)
+
+
 def _insert_ignoring_duplicates(session: AsyncSession) -> Any:
     """Return an INSERT into the outbox that skips (edition, subscriber) pairs it has."""
     if session.get_bind().dialect.name == "sqlite":
-        return sqlite.insert(_OUTBOX).on_conflict_do_nothing()
-    return postgresql.insert(_OUTBOX).on_conflict_do_nothing(
+        return _dialect_insert(True, _OUTBOX).on_conflict_do_nothing()
+    return _dialect_insert(False, _OUTBOX).on_conflict_do_nothing(
         constraint="uq_outbox_edition_subscriber"
     )
 

@@ -23,6 +23,12 @@ async def add_user(site: Site, email: str, role: Role) -> None:
         await users.add(session, email, role, PASSWORD, site.clock.now())
 
 
+async def add_editors(site: Site) -> None:
+    """Create the editor and the viewer most editors' app tests log in as."""
+    await add_user(site, "editor@example.org", Role.EDITOR)
+    await add_user(site, "viewer@example.org", Role.VIEWER)
+
+
 class AdminClient:
     """An HTTP client that keeps cookies by hand (the site is https, the test server http)."""
 

@@ -88,3 +88,15 @@ def browser() -> Iterator[Any]:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+
+
+@pytest.fixture
+def server(people: Site) -> Iterator[str]:
+    """Serve the web app over HTTP for the module's ``people`` site (the editors' app)."""
+    from publisher.web.server import running
+
+    # The server thread has its own event loop: give it its own engine (asyncpg pools
+    # belong to one loop).
+    served = Site(settings=people.settings, clock=people.clock)
+    with running(served, poll_interval=0.2) as base:
+        yield base

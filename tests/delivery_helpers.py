@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
+import pytest
 import sqlalchemy as sa
 
+from publisher.cli.init import init_site
+from publisher.clock import SystemClock
+from publisher.config import load_settings
 from publisher.content.store import ArticleDraft, ArticleStore
 from publisher.db import transaction
+from publisher.delivery.editions import enqueue, open_edition
+from publisher.delivery.models import Edition
 from publisher.site import Site
 from subscribers.addresses import lookup_key
 from subscribers.models import ACTIVE, PENDING, Subscriber
@@ -117,3 +126,40 @@ async def add_pending_with_confirmations(
         )
         for subscriber_id in list(ids):
             await notices.queue(session, site, MailKind.CONFIRMATION, subscriber_id)
+
+
+async def postgres_edition(
+    directory: Path, server: str | None, *, articles: int, readers: int
+) -> tuple[Path, str, Site, Edition]:
+    """Make a site in a fresh PostgreSQL database with one enqueued edition (or skip)."""
+    if server is None:
+        pytest.skip("PostgreSQL not available (set PUBLISHER_TEST_POSTGRES_URL)")
+    from tests.services import fresh_postgres_database
+
+    url = fresh_postgres_database(server)
+    site_dir = directory / "site"
+    init_site(site_dir, title="Kabar", base_url="https://news.example.org")
+    settings = load_settings(site_dir / "publisher.toml")
+    settings.database.url = url
+    site = Site.from_settings(settings, clock=SystemClock())
+    await add_articles(site, articles, language="id")
+    await add_subscribers(site, readers)
+    now = site.clock.now()
+    edition = await open_edition(site, "daily", now.date(), now)
+    assert (await enqueue(site, edition, now)).queued == readers
+    return site_dir, url, site, edition
+
+
+async def start_worker(site_dir: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """Start `publisher worker` on a site, its output piped."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "publisher",
+        "--config",
+        str(site_dir / "publisher.toml"),
+        "worker",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )

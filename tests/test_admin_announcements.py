@@ -11,12 +11,11 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from publisher.accounts.models import AuditEntry, Role
+from publisher.accounts.models import AuditEntry
 from publisher.db import transaction
 from publisher.delivery.worker import deliver
 from publisher.site import Site
-from publisher.web.server import running
-from tests.admin_helpers import AdminClient, add_user
+from tests.admin_helpers import AdminClient, add_editors
 from tests.scheduling_helpers import add_reader
 from tests.smtp_servers import RecordingHandler, threaded_smtp_server
 
@@ -33,19 +32,11 @@ def smtp() -> Iterator[tuple[RecordingHandler, int]]:
 @pytest.fixture
 async def people(site: Site, smtp: tuple[RecordingHandler, int]) -> Site:
     site.settings.mail.smtp_url = f"smtp://127.0.0.1:{smtp[1]}"
-    await add_user(site, "editor@example.org", Role.EDITOR)
-    await add_user(site, "viewer@example.org", Role.VIEWER)
+    await add_editors(site)
     await add_reader(site, "id@example.org", "Asia/Jakarta", topics=["ekonomi"])
     await add_reader(site, "en@example.org", "Asia/Makassar", language="en")
     await add_reader(site, "weekly@example.org", "Asia/Jayapura", frequency="weekly")
     return site
-
-
-@pytest.fixture
-def server(people: Site) -> Iterator[str]:
-    served = Site(settings=people.settings, clock=people.clock)
-    with running(served, poll_interval=0.2) as base:
-        yield base
 
 
 COMPOSE = {

@@ -11,28 +11,19 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from publisher.accounts.models import AuditEntry, Role
+from publisher.accounts.models import AuditEntry
 from publisher.content.models import Article
 from publisher.db import transaction
 from publisher.site import Site
-from publisher.web.server import running
-from tests.admin_helpers import AdminClient, add_user
+from tests.admin_helpers import AdminClient, add_editors
 
 DATA = Path(__file__).parent / "data" / "import"
 
 
 @pytest.fixture
 async def people(site: Site) -> Site:
-    await add_user(site, "editor@example.org", Role.EDITOR)
-    await add_user(site, "viewer@example.org", Role.VIEWER)
+    await add_editors(site)
     return site
-
-
-@pytest.fixture
-def server(people: Site) -> Iterator[str]:
-    served = Site(settings=people.settings, clock=people.clock)
-    with running(served, poll_interval=0.2) as base:
-        yield base
 
 
 @pytest.fixture

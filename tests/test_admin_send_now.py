@@ -3,36 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from publisher.accounts.models import AuditEntry, Role
+from publisher.accounts.models import AuditEntry
 from publisher.db import transaction
 from publisher.delivery.models import Edition, OutboxRow
 from publisher.site import Site
-from publisher.web.server import running
-from tests.admin_helpers import AdminClient, add_user
+from tests.admin_helpers import AdminClient, add_editors
 from tests.scheduling_helpers import add_reader, publish
 
 
 @pytest.fixture
 async def people(site: Site) -> Site:
-    await add_user(site, "editor@example.org", Role.EDITOR)
-    await add_user(site, "viewer@example.org", Role.VIEWER)
+    await add_editors(site)
     for n in range(30):
         await add_reader(site, f"reader{n}@example.org", "Asia/Jakarta")
     await publish(site, "Pelabuhan Sorong diperluas", at=site.clock.now() - timedelta(hours=1))
     return site
-
-
-@pytest.fixture
-def server(people: Site) -> Iterator[str]:
-    served = Site(settings=people.settings, clock=people.clock)
-    with running(served, poll_interval=0.2) as base:
-        yield base
 
 
 async def test_send_now_opens_and_queues_the_edition(server: str, people: Site) -> None:

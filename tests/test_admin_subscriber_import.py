@@ -3,35 +3,25 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from publisher.accounts.models import AuditEntry, Role
+from publisher.accounts.models import AuditEntry
 from publisher.db import transaction
 from publisher.site import Site
-from publisher.web.server import running
 from subscribers import suppression
 from subscribers.models import ACTIVE, Subscriber
-from tests.admin_helpers import AdminClient, add_user
+from tests.admin_helpers import AdminClient, add_editors
 
 
 @pytest.fixture
 async def people(site: Site) -> Site:
-    await add_user(site, "editor@example.org", Role.EDITOR)
-    await add_user(site, "viewer@example.org", Role.VIEWER)
+    await add_editors(site)
     async with transaction(site.engine) as session:
         await suppression.suppress(session, "gone@example.org", "complaint", site.clock.now())
     return site
-
-
-@pytest.fixture
-def server(people: Site) -> Iterator[str]:
-    served = Site(settings=people.settings, clock=people.clock)
-    with running(served, poll_interval=0.2) as base:
-        yield base
 
 
 def upload(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pyotp
@@ -12,12 +11,11 @@ import pytest
 import sqlalchemy as sa
 
 from publisher.accounts import throttle
-from publisher.accounts.models import AuditEntry, Role, User
+from publisher.accounts.models import AuditEntry, User
 from publisher.clock import FrozenClock
 from publisher.db import transaction
 from publisher.site import Site
-from publisher.web.server import running
-from tests.admin_helpers import PASSWORD, AdminClient, add_user
+from tests.admin_helpers import PASSWORD, AdminClient, add_editors
 
 START = datetime(2026, 11, 24, 3, 0, 10, tzinfo=UTC)
 
@@ -25,16 +23,8 @@ START = datetime(2026, 11, 24, 3, 0, 10, tzinfo=UTC)
 @pytest.fixture
 async def people(site: Site, clock: FrozenClock) -> Site:
     clock.set(START)
-    await add_user(site, "editor@example.org", Role.EDITOR)
-    await add_user(site, "viewer@example.org", Role.VIEWER)
+    await add_editors(site)
     return site
-
-
-@pytest.fixture
-def server(people: Site) -> Iterator[str]:
-    served = Site(settings=people.settings, clock=people.clock)
-    with running(served, poll_interval=0.2) as base:
-        yield base
 
 
 def _field(text: str, name: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import feedparser
 import pytest
@@ -15,8 +14,7 @@ from publisher.db import transaction
 from publisher.delivery.editions import current_edition_date, open_edition
 from publisher.delivery.models import Edition
 from publisher.site import Site
-from publisher.web.server import running
-from tests.admin_helpers import AdminClient, add_user
+from tests.admin_helpers import AdminClient, add_editors, add_user
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -24,18 +22,8 @@ XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 @pytest.fixture
 async def people(site: Site) -> Site:
     await add_user(site, "owner@example.org", Role.OWNER)
-    await add_user(site, "editor@example.org", Role.EDITOR)
-    await add_user(site, "viewer@example.org", Role.VIEWER)
+    await add_editors(site)
     return site
-
-
-@pytest.fixture
-def server(people: Site) -> Iterator[str]:
-    # The server thread has its own event loop: give it its own engine (asyncpg pools
-    # belong to one loop).
-    served = Site(settings=people.settings, clock=people.clock)
-    with running(served, poll_interval=0.2) as base:
-        yield base
 
 
 def client(server: str, ip: str | None = None) -> AdminClient:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -16,8 +15,6 @@ import pytest
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
 
-from publisher.cli.init import init_site
-from publisher.clock import SystemClock
 from publisher.config import MailSettings, RelaySettings, load_settings
 from publisher.delivery.editions import enqueue, open_edition
 from publisher.delivery.smtp import ServerUnavailable, SmtpPool
@@ -25,7 +22,7 @@ from publisher.delivery.worker import deliver
 from publisher.errors import ConfigError
 from publisher.site import Site
 from tests.clirunner import ROOT
-from tests.delivery_helpers import add_articles, add_subscribers
+from tests.delivery_helpers import add_articles, add_subscribers, postgres_edition, start_worker
 from tests.services import free_port
 from tests.smtp_servers import RecordingHandler, smtp_server
 
@@ -208,21 +205,9 @@ PACED_READERS = 240
 async def test_a_relays_rate_holds_across_two_worker_processes(
     tmp_path: Path, postgres_server: str | None
 ) -> None:
-    if postgres_server is None:
-        pytest.skip("PostgreSQL not available (set PUBLISHER_TEST_POSTGRES_URL)")
-    from tests.services import fresh_postgres_database
-
-    url = fresh_postgres_database(postgres_server)
-    site_dir = tmp_path / "site"
-    init_site(site_dir, title="Kabar", base_url="https://news.example.org")
-    settings = load_settings(site_dir / "publisher.toml")
-    settings.database.url = url
-    site = Site.from_settings(settings, clock=SystemClock())
-    await add_articles(site, 2, language="id")
-    await add_subscribers(site, PACED_READERS)
-    now = site.clock.now()
-    edition = await open_edition(site, "daily", now.date(), now)
-    assert (await enqueue(site, edition, now)).queued == PACED_READERS
+    site_dir, url, site, _ = await postgres_edition(
+        tmp_path, postgres_server, articles=2, readers=PACED_READERS
+    )
     await site.aclose()
     handler = Timestamped()
     async with smtp_server(handler) as port:
@@ -232,20 +217,7 @@ async def test_a_relays_rate_holds_across_two_worker_processes(
                 f"connections = 3\nrate_per_second = {RELAY_RATE}\n"
             )
         env = dict(os.environ, PYTHONPATH=str(ROOT), PUBLISHER_DATABASE__URL=url)
-        workers = [
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "publisher",
-                "--config",
-                str(site_dir / "publisher.toml"),
-                "worker",
-                env=env,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            for _ in range(2)
-        ]
+        workers = [await start_worker(site_dir, env) for _ in range(2)]
         deadline = time.monotonic() + 120
         while handler.total() < PACED_READERS:
             assert time.monotonic() < deadline, f"stuck at {handler.total()}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from publisher import db
-from publisher.accounts.models import AuditEntry, Role
+from publisher.accounts.models import AuditEntry
 from publisher.clock import FrozenClock
 from publisher.content import authoring
 from publisher.content.authoring import ArticleInput, ArticleStatus
@@ -23,8 +23,7 @@ from publisher.content.store import ArticleStore
 from publisher.delivery.mailsink import MailSink
 from publisher.errors import InputError
 from publisher.site import Site
-from publisher.web.server import running
-from tests.admin_helpers import AdminClient, add_user
+from tests.admin_helpers import AdminClient, add_editors
 from tests.scheduling_helpers import add_reader, publish, text_part, tick_through
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -149,17 +148,9 @@ async def test_digest_takes_what_was_scheduled_before_its_send_time_only(
 
 
 @pytest.fixture
-async def editors(site: Site) -> Site:
-    await add_user(site, "editor@example.org", Role.EDITOR)
-    await add_user(site, "viewer@example.org", Role.VIEWER)
+async def people(site: Site) -> Site:
+    await add_editors(site)
     return site
-
-
-@pytest.fixture
-def server(editors: Site) -> Iterator[str]:
-    served = Site(settings=editors.settings, clock=editors.clock)
-    with running(served, poll_interval=0.2) as base:
-        yield base
 
 
 def _feed_titles(base: str) -> list[str]:
@@ -167,7 +158,7 @@ def _feed_titles(base: str) -> list[str]:
 
 
 async def test_server_publishes_a_scheduled_article_when_its_time_comes(
-    server: str, editors: Site, clock: FrozenClock
+    server: str, people: Site, clock: FrozenClock
 ) -> None:
     clock.set(at(24, 1))
     editor = AdminClient(server)
@@ -187,7 +178,7 @@ async def test_server_publishes_a_scheduled_article_when_its_time_comes(
     assert 'value="2026-11-24T15:00"' in page.text
     listing = editor.get("/admin/articles")
     assert "2026-11-24 15:00" in listing.text
-    async with db.transaction(editors.engine) as session:
+    async with db.transaction(people.engine) as session:
         entry = await session.scalar(
             sa.select(AuditEntry).where(AuditEntry.action == "article.create")
         )
@@ -205,7 +196,7 @@ async def test_server_publishes_a_scheduled_article_when_its_time_comes(
         assert time.monotonic() < deadline, "the server did not publish the article"
         time.sleep(0.2)
     assert httpx.get(f"{server}/articles/{slug}").status_code == 200
-    stored = await article(editors, slug)
+    stored = await article(people, slug)
     assert stored.published_at == at(24, 8)
     # A past time is refused on the form with the field named.
     late = editor.post(

@@ -14,16 +14,11 @@ import pytest
 import sqlalchemy as sa
 
 from publisher import db
-from publisher.cli.init import init_site
-from publisher.clock import SystemClock
-from publisher.config import load_settings
 from publisher.db import transaction
-from publisher.delivery.editions import enqueue, open_edition
 from publisher.delivery.models import Edition, OutboxRow
 from publisher.errors import StoreError
-from publisher.site import Site
 from tests.clirunner import ROOT, invoke
-from tests.delivery_helpers import add_articles, add_subscribers
+from tests.delivery_helpers import postgres_edition, start_worker
 from tests.services import free_port
 from tests.smtp_servers import RecordingHandler, smtp_server
 
@@ -207,21 +202,9 @@ READERS = 1200
 async def test_worker_keeps_sending_while_a_newer_release_expands_the_schema(
     tmp_path: Path, postgres_server: str | None
 ) -> None:
-    if postgres_server is None:
-        pytest.skip("PostgreSQL not available (set PUBLISHER_TEST_POSTGRES_URL)")
-    from tests.services import fresh_postgres_database
-
-    url = fresh_postgres_database(postgres_server)
-    site_dir = tmp_path / "site"
-    init_site(site_dir, title="Kabar", base_url="https://news.example.org")
-    settings = load_settings(site_dir / "publisher.toml")
-    settings.database.url = url
-    site = Site.from_settings(settings, clock=SystemClock())
-    await add_articles(site, 3, language="id")
-    await add_subscribers(site, READERS)
-    now = site.clock.now()
-    edition = await open_edition(site, "daily", now.date(), now)
-    assert (await enqueue(site, edition, now)).queued == READERS
+    site_dir, url, site, edition = await postgres_edition(
+        tmp_path, postgres_server, articles=3, readers=READERS
+    )
     versions = newer_release(tmp_path / "newer")
 
     async def sent() -> int:
@@ -242,20 +225,7 @@ async def test_worker_keeps_sending_while_a_newer_release_expands_the_schema(
             PUBLISHER_MAIL__CONNECTIONS="2",
         )
 
-        async def start_worker() -> asyncio.subprocess.Process:
-            return await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "publisher",
-                "--config",
-                str(site_dir / "publisher.toml"),
-                "worker",
-                env=env,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-
-        workers = [await start_worker()]
+        workers = [await start_worker(site_dir, env)]
         deadline = time.monotonic() + 60
         while await sent() < 50:
             assert time.monotonic() < deadline, "the worker never started sending"
@@ -277,7 +247,7 @@ async def test_worker_keeps_sending_while_a_newer_release_expands_the_schema(
         during = await sent()
         assert during < READERS, "the send finished before the migration: nothing was proven"
         # A worker of this release started on the newer schema works too (a restart).
-        workers.append(await start_worker())
+        workers.append(await start_worker(site_dir, env))
         deadline = time.monotonic() + 120
         while await sent() < READERS:
             assert time.monotonic() < deadline, f"stuck at {await sent()} of {READERS}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -14,15 +13,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from publisher.cli.init import init_site
-from publisher.clock import SystemClock
-from publisher.config import load_settings
 from publisher.db import transaction
-from publisher.delivery.editions import enqueue, open_edition
 from publisher.delivery.models import Edition, OutboxRow
-from publisher.site import Site
 from tests.clirunner import ROOT
-from tests.delivery_helpers import add_articles, add_subscribers
+from tests.delivery_helpers import postgres_edition, start_worker
 from tests.smtp_servers import RecordingHandler, smtp_server
 
 SUBSCRIBERS = 900
@@ -32,21 +26,9 @@ WORKERS = 3
 @pytest.mark.postgres
 @pytest.mark.slow
 async def test_three_workers_share_one_edition(tmp_path: Path, postgres_server: str | None) -> None:
-    if postgres_server is None:
-        pytest.skip("PostgreSQL not available (set PUBLISHER_TEST_POSTGRES_URL)")
-    from tests.services import fresh_postgres_database
-
-    url = fresh_postgres_database(postgres_server)
-    site_dir = tmp_path / "site"
-    init_site(site_dir, title="Kabar", base_url="https://news.example.org")
-    settings = load_settings(site_dir / "publisher.toml")
-    settings.database.url = url
-    site = Site.from_settings(settings, clock=SystemClock())
-    await add_articles(site, 3, language="id")
-    await add_subscribers(site, SUBSCRIBERS)
-    now = site.clock.now()
-    edition = await open_edition(site, "daily", now.date(), now)
-    assert (await enqueue(site, edition, now)).queued == SUBSCRIBERS
+    site_dir, url, site, edition = await postgres_edition(
+        tmp_path, postgres_server, articles=3, readers=SUBSCRIBERS
+    )
     handler = RecordingHandler(data_delay=0.003)
     async with smtp_server(handler) as port:
         env = dict(
@@ -56,20 +38,7 @@ async def test_three_workers_share_one_edition(tmp_path: Path, postgres_server: 
             PUBLISHER_MAIL__SMTP_URL=f"smtp://127.0.0.1:{port}",
             PUBLISHER_MAIL__CONNECTIONS="2",
         )
-        workers = [
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "publisher",
-                "--config",
-                str(site_dir / "publisher.toml"),
-                "worker",
-                env=env,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            for _ in range(WORKERS)
-        ]
+        workers = [await start_worker(site_dir, env) for _ in range(WORKERS)]
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             async with transaction(site.engine) as session:

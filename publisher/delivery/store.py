@@ -1049,37 +1049,32 @@ async def queue_notice(
     domain: str,
 ) -> None:
     """Queue one notice of the subscription flow, in the caller's transaction."""
-    session.add(
-        OutboxRow(
-            kind=kind,
-            subscriber_id=subscriber_id,
-            email=email,
-            status=QUEUED,
-            attempts=0,
-            next_attempt_at=now,
-            claimed_by="",
-            smtp_response="",
-            message_id=_message_id(kind, subscriber_id, domain),
-        )
-    )
+    message_id = _message_id(kind, subscriber_id, domain)
+    session.add(_queued(kind, email, now, message_id, subscriber_id=subscriber_id))
     await session.flush()
 
 
-async def queue_test_copy(
-    session: AsyncSession, email: str, payload: dict[str, Any], now: datetime, *, domain: str
-) -> int:
-    """Queue one test copy of a digest (what to render is in ``payload``); return its id."""
-    row = OutboxRow(
-        kind=MailKind.TEST_COPY,
+def _queued(kind: MailKind, email: str, now: datetime, message_id: str, **extra: Any) -> OutboxRow:
+    """Return a new row of one message outside editions, due now."""
+    return OutboxRow(
+        kind=kind,
         email=email,
         status=QUEUED,
         attempts=0,
         next_attempt_at=now,
         claimed_by="",
         smtp_response="",
-        message_id=_message_id(MailKind.TEST_COPY, "copy", domain),
-        payload=payload,
+        message_id=message_id,
+        **extra,
     )
+
+
+async def queue_test_copy(
+    session: AsyncSession, email: str, payload: dict[str, Any], now: datetime, *, domain: str
+) -> int:
+    """Queue one test copy of a digest (what to render is in ``payload``); return its id."""
+    message_id = _message_id(MailKind.TEST_COPY, "copy", domain)
+    row = _queued(MailKind.TEST_COPY, email, now, message_id, payload=payload)
     session.add(row)
     await session.flush()
     return row.id

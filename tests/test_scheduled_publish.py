@@ -15,8 +15,9 @@ import sqlalchemy as sa
 from publisher import db
 from publisher.accounts.models import AuditEntry
 from publisher.clock import FrozenClock
-from publisher.content import authoring
+from publisher.content import authoring, listing
 from publisher.content.authoring import ArticleInput, ArticleStatus
+from publisher.content.listing import ArticleFilter
 from publisher.content.models import Article
 from publisher.content.publishing import publish_due
 from publisher.content.store import ArticleStore
@@ -87,6 +88,20 @@ async def test_due_drafts_are_published_at_their_time_not_before(
         assert [a.slug for a in await store.latest(10, tag="jadwal")] == [slug]
     # Running again publishes nothing twice.
     assert await publish_due(site.engine, site.settings.site.base_url, at(24, 6)) == []
+
+
+async def test_a_published_schedule_is_found_by_title_as_published(
+    site: Site, clock: FrozenClock
+) -> None:
+    """The title index (PostgreSQL keeps status and date there) follows the publication."""
+    clock.set(at(24, 1))
+    slug = await schedule(site, "Pelabuhan Bitung diperluas", at(24, 3))
+    assert await publish_due(site.engine, site.settings.site.base_url, at(24, 4)) == [slug]
+    async with db.transaction(site.engine) as session:
+        found = await listing.page(session, ArticleFilter(status="published", text="Bitung"), 10)
+        drafts = await listing.page(session, ArticleFilter(status="draft", text="Bitung"), 10)
+    assert [(a.slug, a.published_at) for a in found] == [(slug, at(24, 3))]
+    assert drafts == []
 
 
 async def test_schedule_rules(site: Site, clock: FrozenClock) -> None:

@@ -268,6 +268,8 @@ class ArticleStore:
             article.content_hash = ""
             await self.session.flush()
             await self._sync_tags(article)
+            # PostgreSQL's title index keeps its own copy of the status and date.
+            await search.index_article(self.session, article)
         if due:
             await self.bump_version()
         return due

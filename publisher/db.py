@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import functools
 import os
 import re
 from collections.abc import AsyncIterator, Coroutine, Sequence
@@ -190,8 +191,9 @@ def read_heads(migrations: Path = MIGRATIONS_DIR) -> list[str] | None:
     return sorted(revisions - parents)
 
 
+@functools.cache
 def head_revision() -> str:
-    """Return the newest migration's revision id."""
+    """Return the newest migration's revision id (the files do not change under a process)."""
     heads = read_heads()
     if heads is None or len(heads) != 1:
         heads = alembic_heads()
@@ -296,6 +298,7 @@ def schema_status(url: str) -> SchemaStatus:
     return status_of(current_revision(url))
 
 
+@functools.lru_cache(maxsize=8)  # /readyz asks on every probe
 def status_of(current: str | None) -> SchemaStatus:
     """Place a database revision (None: no schema) against this release's migrations."""
     head = head_revision()
@@ -368,8 +371,7 @@ def ensure_schema(url: str, engine: AsyncEngine | None = None) -> None:
     A database *ahead* of the code is left alone: during a rolling upgrade the new
     release migrates first (expand only), and the old release keeps running on it.
     """
-    current = current_revision(url, engine)
-    if current != head_revision() and status_of(current).state is SchemaState.BEHIND:
+    if status_of(current_revision(url, engine)).state is SchemaState.BEHIND:
         upgrade(url)
 
 

@@ -314,7 +314,9 @@ async def digest_groups(
             *keys,
             sa.func.count(),
             sa.func.sum(sa.case((blocked, 1), else_=0)),
-            sa.func.sum(sa.case((sa.and_(~blocked, has), 1), else_=0)),
+            # `has` first: the hash behind `blocked` (a Python function on SQLite) then
+            # runs only for readers already queued, none on a first enqueue.
+            sa.func.sum(sa.case((sa.and_(has, ~blocked), 1), else_=0)),
         )
         .where(*_due(frequency, joined_before, id_from, id_to))
         .group_by(*grouped)

@@ -1055,18 +1055,8 @@ async def queue_notice(
 
 
 def _queued(kind: MailKind, email: str, now: datetime, message_id: str, **extra: Any) -> OutboxRow:
-    """Return a new row of one message outside editions, due now."""
-    return OutboxRow(
-        kind=kind,
-        email=email,
-        status=QUEUED,
-        attempts=0,
-        next_attempt_at=now,
-        claimed_by="",
-        smtp_response="",
-        message_id=message_id,
-        **extra,
-    )
+    """Return a new row of one message outside editions, due now (the rest: column defaults)."""
+    return OutboxRow(kind=kind, email=email, next_attempt_at=now, message_id=message_id, **extra)
 
 
 async def queue_test_copy(
@@ -1085,14 +1075,8 @@ async def queue_announcements(
 ) -> None:
     """Queue one announcement's copies (edition_id, variant_id, subscriber_id, email,
     message_id per row), skipping readers who already have theirs."""
-    defaults = {
-        "kind": MailKind.ANNOUNCEMENT,
-        "status": QUEUED,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "claimed_by": "",
-        "smtp_response": "",
-    }
+    # Status, attempts and the empty texts come from the columns' defaults.
+    defaults = {"kind": MailKind.ANNOUNCEMENT, "next_attempt_at": now}
     await session.execute(
         _insert_ignoring_duplicates(session), [{**defaults, **row} for row in rows]
     )

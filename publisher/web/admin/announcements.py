@@ -10,8 +10,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
-from publisher.accounts import audit
-from publisher.db import transaction
 from publisher.delivery import announcements
 from publisher.delivery.announcements import AnnouncementInput
 from publisher.delivery.models import Announcement, AnnouncementStatus
@@ -19,7 +17,14 @@ from publisher.delivery.testcopy import send_announcement_test
 from publisher.errors import InputError, NotFoundError, PublisherError
 from publisher.render.announcement import AnnouncementContent, render_announcement
 from publisher.site import Site
-from publisher.web.admin.auth import Editor, PostsAnything, PostsSends, Reading, client_ip, site_of
+from publisher.web.admin.auth import (
+    Editor,
+    PostsAnything,
+    PostsSends,
+    Reading,
+    record_action,
+    site_of,
+)
 from publisher.web.admin.paging import PAGE_SIZE, cursor_int
 from publisher.web.admin.rendering import page
 from subscribers.addresses import normalize
@@ -69,20 +74,6 @@ def _stored_values(found: Announcement) -> dict[str, Any]:
         "topics": ", ".join(chosen.topics),
         "frequencies": list(chosen.frequencies),
     }
-
-
-async def _audit(request: Request, editor: Editor, action: str, target: str, detail: str) -> None:
-    site = site_of(request)
-    async with transaction(site.engine) as session:
-        await audit.record(
-            session,
-            actor=editor.user.email,
-            action=action,
-            target=target,
-            source=client_ip(request),
-            detail=detail,
-            at=site.clock.now(),
-        )
 
 
 async def _find(site: Site, number: str) -> Announcement:
@@ -148,7 +139,7 @@ async def create(request: Request, posted: PostsSends) -> Response:
         found = await announcements.create(site, _input(values), posted.editor.user.email)
     except InputError as exc:
         return _compose(request, posted.editor, values, problem=str(exc))
-    await _audit(
+    await record_action(
         request, posted.editor, "announcement.create", f"announcement:{found.id}", found.subject
     )
     return RedirectResponse(f"/admin/announcements/{found.id}", status_code=303)
@@ -246,7 +237,7 @@ async def save(number: str, request: Request, posted: PostsSends) -> Response:
         await announcements.update(site, found.id, _input(values))
     except (InputError, PublisherError) as exc:
         return _back(found.id, f"error: {exc}")
-    await _audit(request, posted.editor, "announcement.edit", f"announcement:{found.id}", "")
+    await record_action(request, posted.editor, "announcement.edit", f"announcement:{found.id}")
     return _back(found.id, "saved")
 
 
@@ -260,7 +251,7 @@ async def test_copy(number: str, request: Request, posted: PostsSends) -> Respon
         await send_announcement_test(site, found.id, address)
     except (InvalidInput, PublisherError) as exc:
         return _back(found.id, f"error: {exc}")
-    await _audit(
+    await record_action(
         request, posted.editor, "announcement.test_copy", f"announcement:{found.id}", address
     )
     return _back(found.id, f"sent a test copy to {address}")
@@ -284,7 +275,9 @@ async def send(number: str, request: Request, posted: PostsSends) -> Response:
     except PublisherError as exc:
         return _back(found.id, f"error: {exc}")
     detail = f"at {at_local[0]} {at_local[1]} local" if at_local else "now"
-    await _audit(request, posted.editor, "announcement.send", f"announcement:{found.id}", detail)
+    await record_action(
+        request, posted.editor, "announcement.send", f"announcement:{found.id}", detail
+    )
     return _back(found.id, "scheduled" if at_local else "queued")
 
 
@@ -297,5 +290,5 @@ async def cancel(number: str, request: Request, posted: PostsSends) -> Response:
         await announcements.cancel(site, found.id)
     except PublisherError as exc:
         return _back(found.id, f"error: {exc}")
-    await _audit(request, posted.editor, "announcement.cancel", f"announcement:{found.id}", "")
+    await record_action(request, posted.editor, "announcement.cancel", f"announcement:{found.id}")
     return _back(found.id, "cancelled")

@@ -7,13 +7,14 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from publisher.accounts import sessions, throttle, users
+from publisher.accounts import audit, sessions, throttle, users
 from publisher.accounts.errors import Throttled
 from publisher.accounts.models import LoginSession, User
 from publisher.accounts.permissions import Action, allows
@@ -68,6 +69,29 @@ def site_of(request: Request) -> Site:
 def client_ip(request: Request) -> str:
     """Return the client's address (uvicorn resolves X-Forwarded-For from trusted proxies)."""
     return request.client.host if request.client else ""
+
+
+async def record_action(
+    request: Request,
+    editor: Editor,
+    action: str,
+    target: str,
+    detail: str = "",
+    *,
+    at: datetime | None = None,
+) -> None:
+    """Write one audit entry for what an editor did, in a transaction of its own."""
+    site = site_of(request)
+    async with transaction(site.engine) as session:
+        await audit.record(
+            session,
+            actor=editor.user.email,
+            action=action,
+            target=target,
+            source=client_ip(request),
+            detail=detail,
+            at=at or site.clock.now(),
+        )
 
 
 def secure_cookies(site: Site) -> bool:

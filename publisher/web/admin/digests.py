@@ -26,7 +26,7 @@ from publisher.delivery.store import last_errors, status_counts
 from publisher.delivery.testcopy import send_test_copy
 from publisher.errors import PublisherError
 from publisher.site import Site
-from publisher.web.admin.auth import PostsSends, Reading, client_ip, site_of
+from publisher.web.admin.auth import PostsSends, Reading, client_ip, record_action, site_of
 from publisher.web.admin.paging import PAGE_SIZE, cursor_int
 from publisher.web.admin.rendering import page
 from publisher.web.subscription import zones
@@ -135,16 +135,7 @@ async def test_copy(request: Request, posted: PostsSends) -> Response:
         await send_test_copy(site, frequency, address.email)
     except (InvalidInput, PublisherError) as exc:
         return RedirectResponse("/admin/digests?notice=" + _quote(f"error: {exc}"), status_code=303)
-    async with transaction(site.engine) as session:
-        await audit.record(
-            session,
-            actor=posted.editor.user.email,
-            action="digest.test_copy",
-            target=address.email,
-            source=client_ip(request),
-            detail=frequency,
-            at=site.clock.now(),
-        )
+    await record_action(request, posted.editor, "digest.test_copy", address.email, frequency)
     return RedirectResponse(
         "/admin/digests?notice=" + _quote(f"sent a test copy to {address.email}"),
         status_code=303,
@@ -170,15 +161,7 @@ async def send_now(request: Request, posted: PostsSends) -> Response:
     now = site.clock.now()
     day = current_edition_date(site, frequency, now)
     edition = await open_edition(site, frequency, day, now, enqueuing=True)
-    async with transaction(site.engine) as session:
-        await audit.record(
-            session,
-            actor=posted.editor.user.email,
-            action="edition.send",
-            target=edition.period_key,
-            source=client_ip(request),
-            at=now,
-        )
+    await record_action(request, posted.editor, "edition.send", edition.period_key, at=now)
 
     async def write_recipients() -> None:
         try:

@@ -8,16 +8,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
-from publisher.accounts import audit
 from publisher.content import authoring
-from publisher.db import transaction
 from publisher.errors import InputError
 from publisher.http import is_url
 from publisher.ingest.files import PARSERS, ImportOutcome, import_upload, upload_name
 from publisher.ingest.options import ImportOptions
 from publisher.ingest.sources import import_url
 from publisher.site import Site
-from publisher.web.admin.auth import Editor, PostsContent, Reading, client_ip, site_of
+from publisher.web.admin.auth import (
+    Editor,
+    PostsContent,
+    Reading,
+    record_action,
+    site_of,
+)
 from publisher.web.admin.rendering import page
 
 router = APIRouter()
@@ -149,16 +153,8 @@ async def import_article(request: Request, posted: PostsContent) -> Response:
         return _form_page(request, posted.editor, values, error=message, status_code=422)
     if outcome.action == "failed":
         return _form_page(request, posted.editor, values, error=outcome.error, status_code=422)
-    async with transaction(site.engine) as session:
-        await audit.record(
-            session,
-            actor=posted.editor.user.email,
-            action="article.import",
-            target=outcome.slug,
-            source=client_ip(request),
-            detail=f"{given[0].value} {outcome.path[:200]}: {outcome.action}",
-            at=now,
-        )
+    detail = f"{given[0].value} {outcome.path[:200]}: {outcome.action}"
+    await record_action(request, posted.editor, "article.import", outcome.slug, detail, at=now)
     return RedirectResponse(
         f"/admin/articles/{outcome.slug}?imported={outcome.action}", status_code=303
     )

@@ -147,7 +147,7 @@ port, count, size = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 body = b"x" * 76 + b"\\r\\n"
 message = (b"From: a@news.example.org\\r\\nTo: r@example.net\\r\\nSubject: s\\r\\n\\r\\n"
            + body * (size // len(body)))
-mail = MailSettings.model_validate({"smtp_url": f"smtp://127.0.0.1:{port}", "connections": 4,
+mail = MailSettings.from_mapping({"smtp_url": f"smtp://127.0.0.1:{port}", "connections": 4,
                                     "timeout": timedelta(seconds=60)})
 asyncio.run(transport_ceiling(mail, message, "a@news.example.org", "r@example.net", count))
 """

@@ -189,7 +189,7 @@ async def ceiling(
     from publisher.config import MailSettings
     from publisher.delivery.smtp import transport_ceiling
 
-    mail = MailSettings.model_validate(
+    mail = MailSettings.from_mapping(
         {
             "smtp_url": f"smtp://127.0.0.1:{port}",
             "connections": connections,

@@ -7,55 +7,32 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_origin
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-)
-
 from publisher.errors import ConfigError
+from publisher.settings_schema import (
+    Alias,
+    Bounds,
+    Check,
+    Loc,
+    Section,
+    SettingError,
+    dotted,
+)
+from publisher.settings_schema import parse_duration as parse_duration
 
 CONFIG_ENV = "PUBLISHER_CONFIG"
 DEFAULT_CONFIG = "publisher.toml"
 ENV_PREFIX = "PUBLISHER_"
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(value: object) -> object:
-    """Turn "90s", "15m", "24h", "7d" or a number of seconds into a timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return timedelta(seconds=float(match[1]) * _UNITS[match[2] or "s"])
-    raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 15m, 24h, 7d)")
-
-
-def _parse_clock_time(value: object) -> object:
-    if isinstance(value, time):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"\d{1,2}:\d{2}", value.strip()):
-        hour, minute = (int(p) for p in value.strip().split(":"))
-        if 0 <= hour < 24 and 0 <= minute < 60:
-            return time(hour, minute)
-    raise ValueError(f"not a time of day: {value!r} (use HH:MM, e.g. 07:00)")
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-ClockTime = Annotated[time, BeforeValidator(_parse_clock_time)]
+#: A length of time: "90s", "15m", "24h", "7d" or a number of seconds in the file.
+Duration = timedelta
+#: A time of day: "07:00" in the file.
+ClockTime = time
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
@@ -70,80 +47,103 @@ def validate_timezone(name: str) -> str:
     return name
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+def _base_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
+    return value.rstrip("/")
 
 
-class SiteSettings(_Section):
+def _language(value: str) -> str:
+    if not re.fullmatch(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*", value):
+        raise ValueError(f"not a language tag: {value!r} (use e.g. id or en)")
+    return value
+
+
+def _database_url(value: str) -> str:
+    if not value.startswith(("sqlite:", "postgresql:", "postgres:", "postgresql+")):
+        raise ValueError(f"must be a sqlite:/// or postgresql:// URL, got {value!r}")
+    return value
+
+
+def _smtp_url(value: str) -> str:
+    if not re.match(r"^smtps?://", value):
+        raise ValueError(f"must start with smtp:// or smtps://, got {value!r}")
+    return value
+
+
+def _hub_url(value: str) -> str:
+    # The hub URL goes into HTTP Link headers and feeds: no spaces, quotes or brackets.
+    if value and not re.fullmatch(r"https?://[^\s<>\"']+", value):
+        raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
+    return value
+
+
+def _listen(value: str) -> str:
+    if value and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[\w.-]+):\d{1,5}", value):
+        raise ValueError(f"must be HOST:PORT, e.g. 127.0.0.1:9108, got {value!r}")
+    return value
+
+
+def _token(value: str) -> str:
+    if value and (len(value) < 16 or not value.isascii() or any(c.isspace() for c in value)):
+        raise ValueError("must be at least 16 printable ASCII characters without spaces")
+    return value
+
+
+def _topics(value: list[str]) -> list[str]:
+    for topic in value:
+        if not re.fullmatch(r"arn:aws[\w-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}", topic):
+            raise ValueError(f"not an SNS topic ARN: {topic!r}")
+    return value
+
+
+def _secret(value: str) -> str:
+    if value and len(value) < 16:
+        raise ValueError("must be at least 16 characters")
+    return value
+
+
+@dataclass(kw_only=True, slots=True)
+class SiteSettings(Section):
     """The [site] section: what the publication is and where it lives."""
 
     title: str = "Publisher"
     description: str = ""
-    base_url: str = "http://127.0.0.1:8000"
-    language: str = "id"
-    timezone: str = "Asia/Jakarta"
+    base_url: Annotated[str, Check(_base_url)] = "http://127.0.0.1:8000"
+    language: Annotated[str, Check(_language)] = "id"
+    timezone: Annotated[str, Check(validate_timezone)] = "Asia/Jakarta"
     author: str = ""
     templates_dir: Path | None = None
 
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
-        return value.rstrip("/")
 
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str) -> str:
-        return validate_timezone(value)
-
-    @field_validator("language")
-    @classmethod
-    def _language(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*", value):
-            raise ValueError(f"not a language tag: {value!r} (use e.g. id or en)")
-        return value
-
-
-class DatabaseSettings(_Section):
+@dataclass(kw_only=True, slots=True)
+class DatabaseSettings(Section):
     """The [database] section."""
 
-    url: str = "sqlite:///publisher.db"
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("sqlite:", "postgresql:", "postgres:", "postgresql+")):
-            raise ValueError(f"must be a sqlite:/// or postgresql:// URL, got {value!r}")
-        return value
+    url: Annotated[str, Check(_database_url)] = "sqlite:///publisher.db"
 
 
-class RelaySettings(_Section):
+@dataclass(kw_only=True, slots=True)
+class RelaySettings(Section):
     """One [[mail.relays]] entry: an SMTP relay, its share of the mail and its own limits."""
 
-    url: str
-    weight: int = Field(1, ge=1, le=1000)
-    connections: int = Field(4, ge=1, le=64)
-    rate_per_second: float = Field(0, ge=0)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not re.match(r"^smtps?://", value):
-            raise ValueError(f"must start with smtp:// or smtps://, got {value!r}")
-        return value
+    url: Annotated[str, Check(_smtp_url)]
+    weight: Annotated[int, Bounds(ge=1, le=1000)] = 1
+    connections: Annotated[int, Bounds(ge=1, le=64)] = 4
+    rate_per_second: Annotated[float, Bounds(ge=0)] = 0
 
 
-class MailSettings(_Section):
+@dataclass(kw_only=True, slots=True)
+class MailSettings(Section):
     """The [mail] section: sender identity, SMTP server, pacing and retries."""
 
-    from_: str = Field("Publisher <newsletter@localhost>", alias="from")
+    from_: Annotated[str, Alias("from")] = "Publisher <newsletter@localhost>"
     reply_to: str = ""
-    smtp_url: str = "smtp://127.0.0.1:1025"
-    connections: int = Field(4, ge=1, le=64)
+    smtp_url: Annotated[str, Check(_smtp_url)] = "smtp://127.0.0.1:1025"
+    connections: Annotated[int, Bounds(ge=1, le=64)] = 4
     timeout: Duration = timedelta(seconds=30)
-    rate_per_second: float = Field(0, ge=0)
-    rate_per_hour: int = Field(0, ge=0)
+    rate_per_second: Annotated[float, Bounds(ge=0)] = 0
+    rate_per_hour: Annotated[int, Bounds(ge=0)] = 0
     retry_initial: Duration = timedelta(seconds=60)
     retry_for: Duration = timedelta(hours=24)
     dkim_domain: str = ""
@@ -153,137 +153,101 @@ class MailSettings(_Section):
     unsubscribe_mailto: str = ""
     return_path: str = ""
     unsubscribe_notice: bool = False
-    soft_bounce_limit: int = Field(3, ge=1)
+    soft_bounce_limit: Annotated[int, Bounds(ge=1)] = 3
     soft_bounce_window: Duration = timedelta(days=30)
-    relays: list[RelaySettings] = []
+    relays: list[RelaySettings] = field(default_factory=list)
     relay_cooldown: Duration = timedelta(seconds=60)
 
-    @field_validator("smtp_url")
-    @classmethod
-    def _smtp_url(cls, value: str) -> str:
-        if not re.match(r"^smtps?://", value):
-            raise ValueError(f"must start with smtp:// or smtps://, got {value!r}")
-        return value
 
-
-class DigestSettings(_Section):
+@dataclass(kw_only=True, slots=True)
+class DigestSettings(Section):
     """The [digest] section: when digests go out and how long they are."""
 
     send_time: ClockTime = time(7, 0)
-    max_articles: int = Field(10, ge=1, le=100)
+    max_articles: Annotated[int, Bounds(ge=1, le=100)] = 10
     weekly_day: Weekday = "mon"
 
 
-class WebSettings(_Section):
+@dataclass(kw_only=True, slots=True)
+class WebSettings(Section):
     """The [web] section: the public site and its feeds."""
 
     secret_key: str = ""
-    feed_cache_seconds: int = Field(300, ge=0)
-    websub_hub: str = ""
-    max_request_bytes: int = Field(1024 * 1024, ge=1024)
-
-    @field_validator("websub_hub")
-    @classmethod
-    def _websub_hub(cls, value: str) -> str:
-        # The hub URL goes into HTTP Link headers and feeds: no spaces, quotes or brackets.
-        if value and not re.fullmatch(r"https?://[^\s<>\"']+", value):
-            raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
-        return value
+    feed_cache_seconds: Annotated[int, Bounds(ge=0)] = 300
+    websub_hub: Annotated[str, Check(_hub_url)] = ""
+    max_request_bytes: Annotated[int, Bounds(ge=1024)] = 1024 * 1024
 
 
-class FeedSettings(_Section):
+@dataclass(kw_only=True, slots=True)
+class FeedSettings(Section):
     """The [feeds] section: how much each feed document carries."""
 
-    items: int = Field(50, ge=1, le=1000)
-    archive_size: int = Field(100, ge=10, le=10000)
+    items: Annotated[int, Bounds(ge=1, le=1000)] = 50
+    archive_size: Annotated[int, Bounds(ge=10, le=10000)] = 100
 
 
-class MetricsSettings(_Section):
+@dataclass(kw_only=True, slots=True)
+class MetricsSettings(Section):
     """The [metrics] section: where Prometheus reads /metrics (nowhere public by default)."""
 
-    listen: str = ""
-    token: str = ""
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        if value and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[\w.-]+):\d{1,5}", value):
-            raise ValueError(f"must be HOST:PORT, e.g. 127.0.0.1:9108, got {value!r}")
-        return value
-
-    @field_validator("token")
-    @classmethod
-    def _token(cls, value: str) -> str:
-        if value and (len(value) < 16 or not value.isascii() or any(c.isspace() for c in value)):
-            raise ValueError("must be at least 16 printable ASCII characters without spaces")
-        return value
+    listen: Annotated[str, Check(_listen)] = ""
+    token: Annotated[str, Check(_token)] = ""
 
 
-class WebhookSettings(_Section):
+@dataclass(kw_only=True, slots=True)
+class WebhookSettings(Section):
     """The [webhooks] section: provider bounce and complaint webhooks (each off until set)."""
 
-    ses_topics: list[str] = []
+    ses_topics: Annotated[list[str], Check(_topics)] = field(default_factory=list)
     postmark_username: str = ""
-    postmark_password: str = ""
-    mailgun_signing_key: str = ""
+    postmark_password: Annotated[str, Check(_secret)] = ""
+    mailgun_signing_key: Annotated[str, Check(_secret)] = ""
     sendgrid_public_key: str = ""
     max_age: Duration = timedelta(minutes=5)
 
-    @field_validator("ses_topics")
-    @classmethod
-    def _topics(cls, value: list[str]) -> list[str]:
-        for topic in value:
-            if not re.fullmatch(r"arn:aws[\w-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}", topic):
-                raise ValueError(f"not an SNS topic ARN: {topic!r}")
-        return value
 
-    @field_validator("postmark_password", "mailgun_signing_key")
-    @classmethod
-    def _secret(cls, value: str) -> str:
-        if value and len(value) < 16:
-            raise ValueError("must be at least 16 characters")
-        return value
-
-
-class LogSettings(_Section):
+@dataclass(kw_only=True, slots=True)
+class LogSettings(Section):
     """The [log] section: how long-running commands log."""
 
     format: Literal["text", "json"] = "text"
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class FetchSettings(_Section):
+@dataclass(kw_only=True, slots=True)
+class FetchSettings(Section):
     """The [fetch] section: how pages and followed feeds are fetched."""
 
     allow_private_addresses: bool = False
 
 
-class SourceSettings(_Section):
+@dataclass(kw_only=True, slots=True)
+class SourceSettings(Section):
     """One [[sources]] entry: a feed to follow and import."""
 
     url: str
-    tags: list[str] = []
+    tags: list[str] = field(default_factory=list)
 
 
-class Settings(BaseModel):
+@dataclass(kw_only=True, slots=True)
+class Settings(Section):
     """Every setting, loaded once per process."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    site: SiteSettings = field(default_factory=SiteSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    mail: MailSettings = field(default_factory=MailSettings)
+    digest: DigestSettings = field(default_factory=DigestSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    feeds: FeedSettings = field(default_factory=FeedSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    sources: list[SourceSettings] = field(default_factory=list)
 
-    site: SiteSettings = SiteSettings()
-    database: DatabaseSettings = DatabaseSettings()
-    mail: MailSettings = MailSettings()
-    digest: DigestSettings = DigestSettings()
-    web: WebSettings = WebSettings()
-    feeds: FeedSettings = FeedSettings()
-    metrics: MetricsSettings = MetricsSettings()
-    webhooks: WebhookSettings = WebhookSettings()
-    log: LogSettings = LogSettings()
-    fetch: FetchSettings = FetchSettings()
-    sources: list[SourceSettings] = []
-
-    #: The file these settings came from (None when built from defaults alone).
-    config_path: Path | None = Field(None, exclude=True)
+    #: The file these settings came from (None when built from defaults alone). Not a
+    #: setting (init=False): the loader sets it, and a file naming it is refused.
+    config_path: Path | None = field(default=None, init=False)
 
     @property
     def base_dir(self) -> Path:
@@ -328,14 +292,9 @@ def settings_from_mapping(
 ) -> Settings:
     """Validate a parsed configuration mapping, overlaid by the environment."""
     overlay = EnvOverlay.read(os.environ)
-    if "config_path" in data:
-        # A field of ours, not a setting: the file cannot name itself.
-        where = str(config_path) if config_path else "settings"
-        line = _line_of(text, ("config_path",))
-        raise ConfigError(f"{where}{f':{line}' if line else ''}: config_path: unknown setting")
     try:
-        settings = Settings.model_validate(overlay.apply(data))
-    except ValidationError as exc:
+        settings = Settings.from_mapping(overlay.apply(data))
+    except SettingError as exc:
         raise ConfigError(_describe(exc, config_path, text, overlay)) from None
     settings.config_path = config_path
     _resolve_paths(settings)
@@ -351,7 +310,7 @@ class EnvOverlay:
     """The PUBLISHER_<SECTION>[__<KEY>] variables, as values to lay over the file's.
 
     pydantic-settings did this until its import (its sources, dotenv, cloud providers)
-    cost every command a tenth of a second; the rules are the ones it applied here:
+    cost every command a tenth of a second; the rules are the ones it applied:
     names are not case sensitive, a section or a list is JSON, a key's other values are
     strings that validation reads as the file's would be, and a variable wins over the
     file while the rest of its section still comes from the file. Unlike it, each value
@@ -429,28 +388,17 @@ class EnvOverlay:
         return None
 
 
-#: The top-level settings a PUBLISHER_<SECTION> variable can name.
-_SECTIONS = tuple(name for name in Settings.model_fields if name != "config_path")
+#: The top-level settings a PUBLISHER_<SECTION> variable can name, and their own keys.
+_SECTION_FIELDS = {setting.key: setting for setting in Settings.setting_fields()}
+_SECTIONS = tuple(_SECTION_FIELDS)
 
 
 def _section_keys(section: str) -> dict[str, tuple[str, bool]]:
     """Map a section's keys, lowercased, to their spelling and whether they are JSON."""
-    annotation = Settings.model_fields[section].annotation
-    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+    setting = _SECTION_FIELDS[section]
+    if setting.section is None or setting.is_list:
         return {}  # a list ([[sources]]): set whole
-    keys: dict[str, tuple[str, bool]] = {}
-    for name, field in annotation.model_fields.items():
-        spelled = field.alias or name
-        keys[spelled.lower()] = (spelled, _is_complex(field.annotation))
-    return keys
-
-
-def _is_complex(annotation: Any) -> bool:
-    """Tell whether a setting is a list, table or model, which a variable gives as JSON."""
-    origin = get_origin(annotation)
-    if origin in (list, dict, set, tuple):
-        return True
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel | dict | list)
+    return {sub.key.lower(): (sub.key, sub.structured) for sub in setting.section.setting_fields()}
 
 
 def _env_json(name: str, value: str) -> Any:
@@ -489,37 +437,45 @@ def _describe_toml(exc: tomllib.TOMLDecodeError, config_path: Path) -> str:
     return f"{config_path}:{match[2]}: invalid TOML: {match[1]} (column {match[3]})"
 
 
-def _describe(
-    exc: ValidationError, config_path: Path | None, text: str, overlay: EnvOverlay
-) -> str:
-    error = exc.errors()[0]
-    loc = [str(part) for part in error["loc"] if not isinstance(part, int)]
-    key = ".".join(loc) or "(top level)"
-    message = error["msg"]
-    if error["type"] == "extra_forbidden":
-        message = "unknown setting"
-    elif message.startswith("Value error, "):
-        message = message.removeprefix("Value error, ")
-    origin = overlay.origin(tuple(loc))
+def _describe(error: SettingError, config_path: Path | None, text: str, overlay: EnvOverlay) -> str:
+    """Say where the bad value is: the variable that set it, else the file and line."""
+    names = tuple(str(part) for part in error.loc if not isinstance(part, int))
+    key = dotted(error.loc)
+    origin = overlay.origin(names)
     if origin is not None:
         # A value inside a variable's JSON: say which key of it.
-        exact = origin.lower() == (ENV_PREFIX + "__".join(loc)).lower()
-        return f"environment variable {origin}: {'' if exact else key + ': '}{message}"
+        exact = origin.lower() == (ENV_PREFIX + "__".join(names)).lower()
+        return f"environment variable {origin}: {'' if exact else key + ': '}{error.message}"
     where = str(config_path) if config_path else "settings"
-    line = _line_of(text, tuple(error["loc"]))
+    line = _line_of(text, error.loc)
     if line:
         where = f"{where}:{line}"
-    return f"{where}: {key}: {message}"
+    return f"{where}: {key}: {error.message}"
 
 
-def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
+def _line_of(text: str, loc: Loc) -> int | None:
     """Find the line that sets a key (else its table header), so errors point at it."""
     names = [str(part) for part in loc if not isinstance(part, int)]
     if not text or not names:
         return None
-    # Which [[sources]] entry: pydantic puts the list index right after the section.
-    index = next((part for part in loc if isinstance(part, int)), 0)
-    section, key = (names[0], names[-1]) if len(names) > 1 else ("", names[0])
+    # An index followed by a key is a [[table]] entry (("mail", "relays", 1, "url"));
+    # an index at the end is an item of an array value (("webhooks", "ses_topics", 2)).
+    entry = next(
+        (at for at in range(1, len(loc) - 1) if isinstance(loc[at], int)),
+        None,
+    )
+    if entry is not None:
+        index = int(loc[entry])
+        section = ".".join(str(part) for part in loc[:entry])
+        found = _find_line(text, section, index, names[-1])
+        # Given inline (relays = [{...}]) rather than as [[tables]]: the array's own line.
+        return found or _line_of(text, loc[:entry])
+    section = ".".join(names[:-1])
+    return _find_line(text, section, 0, names[-1])
+
+
+def _find_line(text: str, section: str, index: int, key: str) -> int | None:
+    """Find ``key`` in the ``index``-th table named ``section`` ("" for the top level)."""
     current, seen, header_line = "", -1, None
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
@@ -557,12 +513,7 @@ def _resolve_paths(settings: Settings) -> None:
 def setting_names() -> list[str]:
     """List every setting as section.key, for the documentation check."""
     names: list[str] = []
-    for name, field in Settings.model_fields.items():
-        if name == "config_path":
-            continue
-        model = SourceSettings if name == "sources" else field.annotation
-        assert isinstance(model, type)
-        assert issubclass(model, BaseModel)
-        for key, sub in model.model_fields.items():
-            names.append(f"{name}.{sub.alias or key}")
+    for section in Settings.setting_fields():
+        assert section.section is not None
+        names.extend(f"{section.key}.{sub.key}" for sub in section.section.setting_fields())
     return names

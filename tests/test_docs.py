@@ -5,13 +5,11 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import pytest
-from pydantic import BaseModel
-from pydantic.fields import FieldInfo
 
 from publisher.config import Settings, SourceSettings, setting_names
+from publisher.settings_schema import Section, SettingField
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 ROW = re.compile(
@@ -30,17 +28,15 @@ def documented() -> dict[str, tuple[str, str]]:
     return rows
 
 
-def field_of(name: str) -> tuple[type[BaseModel], str, FieldInfo]:
-    """Return the section model, attribute name and pydantic field behind ``section.key``."""
+def field_of(name: str) -> tuple[type[Section], SettingField]:
+    """Return the section class and the setting behind ``section.key``."""
     section, key = name.split(".")
-    model: Any = (
-        SourceSettings if section == "sources" else Settings.model_fields[section].annotation
-    )
-    assert isinstance(model, type)
-    assert issubclass(model, BaseModel)
-    for field_name, field in model.model_fields.items():
-        if (field.alias or field_name) == key:
-            return model, field_name, field
+    sections = {setting.key: setting.section for setting in Settings.setting_fields()}
+    model = sections[section]
+    assert model is not None
+    for setting in model.setting_fields():
+        if setting.key == key:
+            return model, setting
     raise AssertionError(f"no field {name}")
 
 
@@ -57,11 +53,11 @@ def test_every_setting_is_documented() -> None:
 @pytest.mark.parametrize("name", setting_names())
 def test_documented_default_is_the_real_default(name: str) -> None:
     cell, _ = documented().get(name, ("", ""))
-    model, attribute, field = field_of(name)
-    if field.is_required():
+    model, setting = field_of(name)
+    if setting.required:
         assert cell == "(required)", name
         return
-    if field.default is None:
+    if setting.default() is None:
         assert cell == "(none)", name
         return
     literal = re.fullmatch(r"`(.+)`", cell)
@@ -70,5 +66,5 @@ def test_documented_default_is_the_real_default(name: str) -> None:
     # Read the documented value exactly as the settings loader would.
     required = {"url": "https://example.org/feed.xml"} if model is SourceSettings else {}
     key = name.split(".")[1]
-    section = model.model_validate({**required, key: value})
-    assert getattr(section, attribute) == field.default, name
+    section = model.from_mapping({**required, key: value})
+    assert getattr(section, setting.name) == setting.default(), name

@@ -73,7 +73,7 @@ MESSAGE = (
 
 
 def mail(url: str) -> MailSettings:
-    return MailSettings.model_validate({"smtp_url": url})
+    return MailSettings.from_mapping({"smtp_url": url})
 
 
 # --- row 7: the SMTP password never crosses the network in clear text by default -----

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -155,7 +156,7 @@ async def test_readyz_follows_the_database_and_migrations(
 
 
 async def test_readyz_answers_503_when_the_database_is_unreachable(site: Site) -> None:
-    settings = site.settings.model_copy(deep=True)
+    settings = copy.deepcopy(site.settings)
     settings.database.url = f"postgresql://nobody@127.0.0.1:{free_port()}/missing"
     gone = Site(settings=settings, clock=site.clock)
     app = create_app(gone)

@@ -50,7 +50,7 @@ class PeerCounting(RecordingHandler):
 
 
 def mail_with(relays: Sequence[dict[str, Any]], **extra: Any) -> MailSettings:
-    return MailSettings.model_validate({"relays": list(relays), "timeout": "5s", **extra})
+    return MailSettings.from_mapping({"relays": list(relays), "timeout": "5s", **extra})
 
 
 async def send_all(pool: SmtpPool, count: int) -> None:

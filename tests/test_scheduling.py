@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import http.server
 import os
 import signal
@@ -153,7 +154,7 @@ async def test_a_job_already_running_is_not_started_twice(site: Site) -> None:
 
 def test_sources_job_only_when_sources_are_configured(site: Site) -> None:
     assert [(spec.id, spec.every) for spec in job_specs(site.settings)] == [(TICK_JOB, TICK)]
-    settings = site.settings.model_copy(deep=True)
+    settings = copy.deepcopy(site.settings)
     settings.sources = [SourceSettings(url="https://example.org/feed.xml")]
     specs = job_specs(settings)
     assert [spec.id for spec in specs] == [TICK_JOB, SOURCES_JOB]

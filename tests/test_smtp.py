@@ -43,7 +43,7 @@ MESSAGE = (
 
 
 def mail(url: str, **extra: object) -> MailSettings:
-    return MailSettings.model_validate({"smtp_url": url, **extra})
+    return MailSettings.from_mapping({"smtp_url": url, **extra})
 
 
 def test_parse_smtp_url_variants() -> None:

@@ -284,6 +284,9 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         raise ConfigError(f"{config_path}: not UTF-8 text (byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(_describe_toml(exc, config_path)) from None
+    except RecursionError:
+        # tomllib recurses once per nested array or inline table.
+        raise ConfigError(f"{config_path}: invalid TOML: nested too deeply") from None
     return settings_from_mapping(data, config_path, text)
 
 
@@ -481,6 +484,8 @@ def _find_line(text: str, section: str, index: int, key: str) -> int | None:
         stripped = line.strip()
         header = re.fullmatch(r"\[\[?\s*([\w.-]+)\s*\]\]?.*", stripped)
         if header:
+            if header_line is not None and header[1] == f"{section}.{key}":
+                return number  # the key is a sub-table of the entry: [sources.extra]
             if header_line is not None and current == section and seen == index:
                 break  # left the table in question without finding the key
             current = header[1]

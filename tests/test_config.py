@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time as time_module
 import tomllib
 from datetime import time, timedelta
 from pathlib import Path
@@ -12,7 +13,14 @@ import pytest
 
 from publisher import db
 from publisher.cli.init import CONFIG_TEMPLATE, init_site
-from publisher.config import DEFAULT_CONFIG, load_settings, parse_duration, setting_names
+from publisher.config import (
+    DEFAULT_CONFIG,
+    MailSettings,
+    RelaySettings,
+    load_settings,
+    parse_duration,
+    setting_names,
+)
 from publisher.errors import ConfigError, UsageError
 from tests.clirunner import invoke, run_module
 
@@ -374,6 +382,192 @@ def test_bad_env_is_one_line_naming_the_variable(
     with pytest.raises(ConfigError) as caught:
         load_settings(config)
     assert str(caught.value) == message
+
+
+#: Wrong shapes and types where [[sources]] and [[mail.relays]] are read: (text, line, error).
+HOSTILE_LISTS = [
+    pytest.param(
+        'sources = {url = "https://a.example/"}\n',
+        1,
+        "sources: expected a list, got a table",
+        id="table-for-sources",
+    ),
+    pytest.param(
+        '[mail]\nrelays = {url = "smtp://a"}\n',
+        2,
+        "mail.relays: expected a list, got a table",
+        id="table-for-relays",
+    ),
+    pytest.param(
+        '[mail]\nrelays = ["smtp://a"]\n',
+        2,
+        "mail.relays: expected a table, got 'smtp://a'",
+        id="string-for-relay",
+    ),
+    pytest.param(
+        '[mail]\nrelays = [{url = "http://a"}]\n',
+        2,
+        "mail.relays.url: must start with smtp:// or smtps://, got 'http://a'",
+        id="inline-relay",
+    ),
+    pytest.param(
+        '[[sources]]\nurl = ["https://a.example/"]\n',
+        2,
+        "sources.url: expected a string, got a list",
+        id="list-for-url",
+    ),
+    pytest.param(
+        '[[sources]]\nurl = "https://a.example/"\ntags = ["a", 1]\n',
+        3,
+        "sources.tags: expected a string, got 1",
+        id="number-in-tags",
+    ),
+    pytest.param(
+        '[[sources]]\nurl = "https://a.example/"\ntags = [[[[["deep"]]]]]\n',
+        3,
+        "sources.tags: expected a string, got a list",
+        id="nested-tags",
+    ),
+    pytest.param(
+        '[[sources]]\nurl = "https://a.example/"\n[sources.extra]\nx = 1\n',
+        3,
+        "sources.extra: unknown setting",
+        id="sub-table-in-source",
+    ),
+    pytest.param(
+        '[[mail.relays]]\nurl = "smtp://a"\n[[mail.relays]]\nurl = "smtp://b"\nweight = true\n',
+        5,
+        "mail.relays.weight: expected an integer, got true",
+        id="bool-for-weight",
+    ),
+    pytest.param(
+        '[[mail.relays]]\nurl = {host = "a"}\n',
+        2,
+        "mail.relays.url: expected a string, got a table",
+        id="table-for-relay-url",
+    ),
+    pytest.param(
+        '[[mail.relays]]\nurl = "smtp://a"\nrate_per_second = nan\n',
+        3,
+        "mail.relays.rate_per_second: expected a number, got nan",
+        id="nan-rate",
+    ),
+    pytest.param(
+        "[mail]\nconnections = true\n",
+        2,
+        "mail.connections: expected an integer, got true",
+        id="bool",
+    ),
+    pytest.param(
+        "[mail]\nconnections = 2.5\n",
+        2,
+        "mail.connections: expected an integer, got 2.5",
+        id="frac",
+    ),
+    pytest.param(
+        "[mail]\nunsubscribe_notice = 1\n",
+        2,
+        "mail.unsubscribe_notice: expected true or false, got 1",
+        id="number-for-bool",
+    ),
+    pytest.param(
+        "[mail]\nrate_per_second = inf\n",
+        2,
+        "mail.rate_per_second: expected a number, got inf",
+        id="infinite",
+    ),
+    pytest.param(
+        '[mail]\ntimeout = "99999999999999d"\n',
+        2,
+        "mail.timeout: too long a duration: '99999999999999d'",
+        id="huge-duration",
+    ),
+    pytest.param(
+        '[mail]\nconnections = "' + "9" * 100_000 + '"\n',
+        2,
+        "mail.connections: expected an integer, got '" + "9" * 76 + "...",
+        id="huge-string",
+    ),
+    pytest.param(
+        "a = " + "[" * 100_000 + "]" * 100_000 + "\n",
+        None,
+        "invalid TOML: nested too deeply",
+        id="deep-arrays",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "message"), HOSTILE_LISTS)
+def test_hostile_shapes_are_one_line_errors(
+    text: str, line: int | None, message: str, tmp_path: Path
+) -> None:
+    config = write(tmp_path / DEFAULT_CONFIG, text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    where = f"{config}:{line}" if line else f"{config}"
+    assert str(caught.value) == f"{where}: {message}"
+
+
+def test_ten_thousand_sources_are_each_checked(tmp_path: Path) -> None:
+    entries = [
+        f'[[sources]]\nurl = "https://s{n}.example/feed.xml"\ntags = ["t{n}"]\n'
+        for n in range(10_000)
+    ]
+    config = write(tmp_path / DEFAULT_CONFIG, "".join(entries))
+    started = time_module.perf_counter()
+    settings = load_settings(config)
+    assert time_module.perf_counter() - started < 10  # ~0.1 s here; generous for CI
+    assert len(settings.sources) == 10_000
+    assert settings.sources[9_999].tags == ["t9999"]
+    # The last entry's tag is a number: its own line is named, not the first entry's.
+    entries[-1] = entries[-1].replace('["t9999"]', "[9999]")
+    write(config, "".join(entries))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert str(caught.value) == f"{config}:30000: sources.tags: expected a string, got 9999"
+
+
+def test_env_strings_read_as_numbers_and_booleans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every variable is a string: numbers, booleans and paths are read from it."""
+    config = write(tmp_path / DEFAULT_CONFIG, '[site]\ntemplates_dir = "mine"\n')
+    monkeypatch.setenv("PUBLISHER_MAIL__CONNECTIONS", " 5 ")
+    monkeypatch.setenv("PUBLISHER_MAIL__RATE_PER_SECOND", "2.5")
+    monkeypatch.setenv("PUBLISHER_FETCH__ALLOW_PRIVATE_ADDRESSES", "1")
+    monkeypatch.setenv("PUBLISHER_SITE__TEMPLATES_DIR", "")  # empty: unset
+    settings = load_settings(config)
+    assert settings.mail.connections == 5
+    assert settings.mail.rate_per_second == 2.5
+    assert settings.fetch.allow_private_addresses is True
+    assert settings.site.templates_dir is None
+    for spelled, meant in [("yes", True), ("No", False), ("TRUE", True), ("off", False)]:
+        monkeypatch.setenv("PUBLISHER_MAIL__UNSUBSCRIBE_NOTICE", spelled)
+        assert load_settings(config).mail.unsubscribe_notice is meant, spelled
+    for name, value, message in [
+        ("PUBLISHER_MAIL__UNSUBSCRIBE_NOTICE", "maybe", "expected true or false, got 'maybe'"),
+        ("PUBLISHER_MAIL__CONNECTIONS", "true", "expected an integer, got 'true'"),
+        ("PUBLISHER_MAIL__CONNECTIONS", "0", "must be >= 1, got 0"),
+        ("PUBLISHER_MAIL__RATE_PER_SECOND", "fast", "expected a number, got 'fast'"),
+        ("PUBLISHER_FEEDS__ARCHIVE_SIZE", "5", "must be >= 10, got 5"),
+    ]:
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ConfigError) as caught:
+            load_settings(config)
+        assert str(caught.value) == f"{VAR}{name}: {message}"
+        monkeypatch.delenv(name)
+
+
+def test_a_section_read_alone_names_its_keys() -> None:
+    relays = MailSettings.from_mapping(
+        {"from": "K <k@example.org>", "relays": [{"url": "smtp://a"}]}
+    )
+    assert relays.from_ == "K <k@example.org>"
+    assert relays.relays == [RelaySettings(url="smtp://a")]
+    with pytest.raises(ConfigError, match=r"^relays\.weight: must be <= 1000, got 1001$"):
+        MailSettings.from_mapping({"relays": [{"url": "smtp://a", "weight": 1001}]})
+    with pytest.raises(ConfigError, match=r"^from_: unknown setting$"):
+        MailSettings.from_mapping({"from_": "K <k@example.org>"})
 
 
 def test_file_cannot_set_config_path(tmp_path: Path) -> None:

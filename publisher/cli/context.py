@@ -54,7 +54,7 @@ class StartupCollector:
     """The cyclic garbage collector's part in a command's start-up and exit.
 
     Start-up creates a few hundred thousand objects that live as long as the process:
-    modules, classes, functions, SQLAlchemy's and pydantic's tables of them. CPython's
+    modules, classes, functions, SQLAlchemy's tables of them. CPython's
     collector runs after every 700 new containers and, in its older generations, walks
     that growing heap again and again, finding nothing to free; at exit, the module
     teardown walks it again. So, a common CPython technique for command-line programs:
@@ -109,8 +109,8 @@ class CliContext:
     def site(self) -> Site:
         """Open the site named by --config (once per command)."""
         if self._site is None:
-            # Imported here: the wiring pulls SQLAlchemy and pydantic, which help and
-            # usage errors never need.
+            # Imported here: the wiring pulls SQLAlchemy, which help and usage errors
+            # never need.
             from publisher.site import Site
 
             self._site = Site.open(self.config_path)

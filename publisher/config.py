@@ -22,6 +22,7 @@ from publisher.settings_schema import (
     Section,
     SettingError,
     dotted,
+    shown,
 )
 from publisher.settings_schema import parse_duration as parse_duration
 
@@ -40,47 +41,48 @@ def validate_timezone(name: str) -> str:
     """Check that ``name`` is an IANA time zone and return it."""
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        # OSError: a name too long to be a file name in the zone database.
         raise ValueError(
-            f"unknown time zone: {name!r} (use an IANA name like Asia/Jakarta)"
+            f"unknown time zone: {shown(name)} (use an IANA name like Asia/Jakarta)"
         ) from exc
     return name
 
 
 def _base_url(value: str) -> str:
     if not re.match(r"^https?://[^/\s]+", value):
-        raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
+        raise ValueError(f"must be an absolute http(s) URL, got {shown(value)}")
     return value.rstrip("/")
 
 
 def _language(value: str) -> str:
     if not re.fullmatch(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*", value):
-        raise ValueError(f"not a language tag: {value!r} (use e.g. id or en)")
+        raise ValueError(f"not a language tag: {shown(value)} (use e.g. id or en)")
     return value
 
 
 def _database_url(value: str) -> str:
     if not value.startswith(("sqlite:", "postgresql:", "postgres:", "postgresql+")):
-        raise ValueError(f"must be a sqlite:/// or postgresql:// URL, got {value!r}")
+        raise ValueError(f"must be a sqlite:/// or postgresql:// URL, got {shown(value)}")
     return value
 
 
 def _smtp_url(value: str) -> str:
     if not re.match(r"^smtps?://", value):
-        raise ValueError(f"must start with smtp:// or smtps://, got {value!r}")
+        raise ValueError(f"must start with smtp:// or smtps://, got {shown(value)}")
     return value
 
 
 def _hub_url(value: str) -> str:
     # The hub URL goes into HTTP Link headers and feeds: no spaces, quotes or brackets.
     if value and not re.fullmatch(r"https?://[^\s<>\"']+", value):
-        raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
+        raise ValueError(f"must be an absolute http(s) URL, got {shown(value)}")
     return value
 
 
 def _listen(value: str) -> str:
     if value and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[\w.-]+):\d{1,5}", value):
-        raise ValueError(f"must be HOST:PORT, e.g. 127.0.0.1:9108, got {value!r}")
+        raise ValueError(f"must be HOST:PORT, e.g. 127.0.0.1:9108, got {shown(value)}")
     return value
 
 
@@ -93,7 +95,7 @@ def _token(value: str) -> str:
 def _topics(value: list[str]) -> list[str]:
     for topic in value:
         if not re.fullmatch(r"arn:aws[\w-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}", topic):
-            raise ValueError(f"not an SNS topic ARN: {topic!r}")
+            raise ValueError(f"not an SNS topic ARN: {shown(topic)}")
     return value
 
 

@@ -489,6 +489,14 @@ HOSTILE_LISTS = [
         id="huge-string",
     ),
     pytest.param(
+        '[site]\ntimezone = "' + "a" * 100_000 + '"\n',
+        2,
+        "site.timezone: unknown time zone: '"
+        + "a" * 76
+        + "... (use an IANA name like Asia/Jakarta)",
+        id="huge-time-zone",
+    ),
+    pytest.param(
         "a = " + "[" * 100_000 + "]" * 100_000 + "\n",
         None,
         "invalid TOML: nested too deeply",

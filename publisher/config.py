@@ -315,7 +315,7 @@ class EnvOverlay:
     """The PUBLISHER_<SECTION>[__<KEY>] variables, as values to lay over the file's.
 
     pydantic-settings did this until its import (its sources, dotenv, cloud providers)
-    cost every command a tenth of a second; the rules are the ones it applied:
+    cost every command a tenth of a second; the rules are the ones it applied here:
     names are not case sensitive, a section or a list is JSON, a key's other values are
     strings that validation reads as the file's would be, and a variable wins over the
     file while the rest of its section still comes from the file. Unlike it, each value

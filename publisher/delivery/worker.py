@@ -337,6 +337,8 @@ class _Run:
         while not self.stop.is_set() and self.pause_error is None and self.crash is None:
             if time.monotonic() - last_recover > RECOVER_EVERY:
                 self.report.recovered += await self.outbox.recover(clock.now())
+                # Keeps an edition's counts a sum of a few rows during a long send.
+                await self.outbox.compact_tallies()
                 last_recover = time.monotonic()
             if self.queue.qsize() > CLAIM_SIZE:
                 await asyncio.sleep(0.005)
@@ -355,6 +357,7 @@ class _Run:
             if self.pause_error is not None or self.crash is not None:
                 return
             self.report.finished += await self.outbox.finish_editions(clock.now())
+            await self.outbox.compact_tallies()
             if await self._claimable_soon(until_idle, linger, claimed_at):
                 continue
             if until_idle:

@@ -292,3 +292,38 @@ def test_upgrade_counts_existing_rows_and_downgrade_removes_the_tallies(
     engine.dispose()
     db.upgrade(database_url)
     assert sums() == {"sent": 5}
+
+
+async def test_a_delivery_leaves_one_folded_tally_row_per_status(site: Site) -> None:
+    """A real send (claims, results, refusals) through the worker; it folds the deltas."""
+    from publisher.delivery.editions import enqueue, open_edition
+    from publisher.delivery.worker import deliver
+    from tests.delivery_helpers import add_articles, add_subscribers
+    from tests.smtp_servers import RecordingHandler, smtp_server
+
+    await add_articles(site, 2, language="id")
+    await add_subscribers(site, 30)
+    now = site.clock.now()
+    edition = await open_edition(site, "daily", now.date(), now)
+    await enqueue(site, edition, now)
+    handler = RecordingHandler(
+        rcpt_replies={
+            "reader3@example.net": ["550 5.1.1 no such user"],  # a bounce: the slow path
+            "reader4@example.net": ["451 4.3.0 try again later"],
+        }
+    )
+    async with smtp_server(handler) as port:
+        site.settings.mail.smtp_url = f"smtp://127.0.0.1:{port}"
+        report = await deliver(site)
+    assert (report.sent, report.failed, report.retrying) == (28, 1, 1)
+    assert (
+        await tallies(site)
+        == await row_counts(site.engine)
+        == {edition.id: Counter({"sent": 28, "failed": 1, "retrying": 1})}
+    )
+    async with site.engine.connect() as connection:
+        rows = await connection.scalar(
+            sa.text("SELECT count(*) FROM outbox_tallies WHERE edition_id = :e"),
+            {"e": edition.id},
+        )
+    assert rows <= store.TALLY_ROWS_KEPT

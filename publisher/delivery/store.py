@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from publisher.columns import UTCDateTime
 from publisher.db import (
@@ -421,7 +421,7 @@ class _SqlStore:
         # A bare connection and two cached executemany statements: this runs once per
         # group commit, the hottest write of a send. A session joins it only for bounces.
         async with self.site.engine.begin() as connection:
-            await connection.execute(_RECORD, params)
+            await self._write_results(connection, params)
             if sent:
                 await connection.execute(_stamp(), sent)
             if not bounced:
@@ -444,6 +444,12 @@ class _SqlStore:
     async def _record_fast(self, params: list[dict[str, Any]], sent: list[dict[str, Any]]) -> bool:
         """Write a batch without bounces by a cheaper path, if the backend has one."""
         return False
+
+    async def _write_results(
+        self, connection: AsyncConnection, params: list[dict[str, Any]]
+    ) -> None:
+        """Write a batch's _RECORD parameters in the caller's transaction."""
+        await connection.execute(_RECORD, params)
 
     def _result_rows(
         self, outcomes: list[Outcome]
@@ -583,7 +589,9 @@ class PostgresStore(_SqlStore):
         # Rows another worker is claiming right now are skipped, not waited for.
         return due.with_for_update(skip_locked=True)
 
-    async def _record_fast(self, params: list[dict[str, Any]], sent: list[dict[str, Any]]) -> bool:
+    async def _write_results(
+        self, connection: AsyncConnection, params: list[dict[str, Any]]
+    ) -> None:
         """Write the batch as one UPDATE from arrays, not one statement per row.
 
         The outbox's tally trigger runs once per statement: once for the batch this way,
@@ -601,11 +609,7 @@ class PostgresStore(_SqlStore):
             "codes": [row["b_code"] for row in params],
             "responses": [row["b_response"] for row in params],
         }
-        async with self.site.engine.begin() as connection:
-            await connection.execute(_RECORD_ARRAYS, {**columns, "worker": self.worker_id})
-            if sent:
-                await connection.execute(_stamp(), sent)
-        return True
+        await connection.execute(_RECORD_ARRAYS, {**columns, "worker": self.worker_id})
 
     async def compact_tallies(self) -> int:
         """Fold the tallies unless another worker is folding them right now."""

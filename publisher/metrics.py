@@ -196,7 +196,9 @@ class DatabaseCollector(Collector):
             recent = connection.scalar(
                 sa.select(sa.func.count())
                 .select_from(outbox)
-                .where(outbox.c.status == "sent")
+                # A literal, not a parameter: only then can the planner use the
+                # partial index of sent rows (ix_outbox_sent_at, WHERE status = 'sent').
+                .where(outbox.c.status == sa.literal_column("'sent'"))
                 .where(outbox.c.sent_at >= (now - RATE_WINDOW).replace(tzinfo=None))
             )
             by_kind = connection.execute(

@@ -180,7 +180,8 @@ async def test_list_query_is_served_by_an_index(filled: Site, name: str) -> None
         assert_indexed(filled, plan)
 
 
-async def test_edition_counts_read_the_outbox_index(filled: Site) -> None:
+async def test_edition_counts_read_the_tallies_index(filled: Site) -> None:
+    """Counts come from the edition's tally rows (found by index), never the outbox rows."""
     sent: list[tuple[str, Any]] = []
 
     def record(*args: Any) -> None:
@@ -197,17 +198,18 @@ async def test_edition_counts_read_the_outbox_index(filled: Site) -> None:
     finally:
         event.remove(filled.engine.sync_engine, "before_cursor_execute", record)
     [(statement, parameters)] = sent
+    assert "FROM outbox_tallies" in statement, statement
     async with transaction(filled.engine) as session:
         connection = await session.connection()
         if is_sqlite(filled.settings.database.url):
             rows = await connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
             plan = [str(row[-1]) for row in rows]
-            assert any("ix_outbox_edition_status" in line for line in plan), plan
+            assert any("ix_outbox_tallies_edition" in line for line in plan), plan
         else:
             await connection.execute(sa.text("SET LOCAL enable_seqscan = off"))
             rows = await connection.exec_driver_sql("EXPLAIN " + statement, parameters)
             plan = [str(row[0]) for row in rows]
-            assert "ix_outbox_edition_status" in "\n".join(plan), plan
+            assert "ix_outbox_tallies_edition" in "\n".join(plan), plan
 
 
 async def test_title_search_is_answered_by_the_full_text_index(filled: Site) -> None:

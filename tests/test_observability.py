@@ -9,6 +9,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -218,3 +219,44 @@ def test_serve_writes_json_logs_without_the_reader_token(site_dir: Path) -> None
     events = [json.loads(line) for line in lines]  # every line one JSON event
     assert any(re.search(r"/unsubscribe/\[redacted\]", e["message"]) for e in events), text
     assert token not in text
+
+
+def test_a_scrape_reads_no_outbox_row_by_row(site: Site) -> None:
+    """Queue depth comes from the tallies, the send rate (PostgreSQL) from the partial
+    index of sent rows: no scrape walks a million-row outbox (EXPLAIN, no seq scans)."""
+    from sqlalchemy import event
+
+    from publisher.metrics import DatabaseCollector
+
+    collector = DatabaseCollector(site.settings.database.url)
+    engine = collector._connect()
+    sent: list[tuple[str, Any]] = []
+
+    def record(*args: Any) -> None:
+        if re.search(r"\bFROM outbox\b", args[2]):
+            sent.append((args[2], args[3]))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        families = {family.name: family for family in collector.collect()}
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert families["publisher_database_up"].samples[0].value == 1
+    sqlite = site.settings.database.url.startswith("sqlite")
+    plans = []
+    with engine.connect() as connection:
+        if not sqlite:
+            connection.execute(sa.text("SET enable_seqscan = off"))
+        for statement, parameters in sent:
+            explain = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
+            rows = connection.exec_driver_sql(explain + statement, parameters).all()
+            plans.append("\n".join(str(row[-1] if sqlite else row[0]) for row in rows))
+    collector.close()
+    assert len(plans) == 2, sent  # notices by status; messages sent in the last minute
+    notices, recent = plans
+    assert "ix_outbox_edition_status" in notices, notices
+    # SQLite has no partial index (migration 0011): its status index serves the rate.
+    assert ("ix_outbox_status_next" if sqlite else "ix_outbox_sent_at") in recent, recent
+    for plan in plans:
+        assert not re.search(r"^SCAN outbox$", plan, re.M), plan
+        assert "Seq Scan" not in plan, plan

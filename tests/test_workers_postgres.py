@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from publisher.db import transaction
 from publisher.delivery.models import Edition, OutboxRow
+from publisher.delivery.store import status_counts
 from tests.clirunner import ROOT
 from tests.delivery_helpers import postgres_edition, start_worker
 from tests.smtp_servers import RecordingHandler, smtp_server
@@ -64,7 +65,10 @@ async def test_three_workers_share_one_edition(tmp_path: Path, postgres_server: 
             await session.scalars(sa.select(OutboxRow.claimed_by).where(OutboxRow.status == "sent"))
         )
         stored = await session.get(Edition, edition.id)
+    # Three workers' claims and results, each a statement the tally trigger counted.
+    tallied = await status_counts(site, edition.id)
     await site.aclose()
+    assert tallied == Counter({"sent": SUBSCRIBERS}), tallied
     assert sum(senders.values()) == SUBSCRIBERS
     assert len(senders) == WORKERS, senders  # the edition really was shared
     assert stored is not None

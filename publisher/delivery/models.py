@@ -150,6 +150,23 @@ class OutboxRow(Base):
     )
 
 
+class OutboxTally(Base):
+    """A signed count of one edition's messages in one status, written by triggers.
+
+    An edition's counts by status are the sums of its rows (migration 0010 explains why
+    deltas); store.compact_tallies folds them back into one row per status.
+    """
+
+    __tablename__ = "outbox_tallies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(sa.ForeignKey("editions.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(sa.String(20))
+    messages: Mapped[int] = mapped_column(sa.BigInteger)
+
+    __table_args__ = (sa.Index("ix_outbox_tallies_edition", "edition_id"),)
+
+
 class RateWindow(Base):
     """How many messages went out in the current window of one named rate limit."""
 

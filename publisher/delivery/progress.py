@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from publisher.db import transaction
-from publisher.delivery.models import Edition, EditionVariant, OutboxRow
+from publisher.delivery.models import Edition, EditionVariant
+from publisher.delivery.store import edition_counts
 from publisher.site import Site
 
 
@@ -29,7 +30,7 @@ class Progress:
 async def progress_page(site: Site, limit: int, before_id: int | None = None) -> list[Progress]:
     """Return up to ``limit`` editions older than ``before_id``, newest first, with counts.
 
-    One query for the editions and one grouped count over the (edition_id, status) index.
+    One query for the editions, one over their tallies and one for their languages.
     """
     async with transaction(site.engine) as session:
         query = sa.select(Edition).order_by(Edition.id.desc()).limit(limit)
@@ -39,14 +40,8 @@ async def progress_page(site: Site, limit: int, before_id: int | None = None) ->
         found = {e.id: Progress(e) for e in editions}
         if not found:
             return []
-        rows = await session.execute(
-            sa.select(OutboxRow.edition_id, OutboxRow.status, sa.func.count())
-            .where(OutboxRow.edition_id.in_(list(found)))
-            .group_by(OutboxRow.edition_id, OutboxRow.status)
-        )
-        for edition_id, status, count in rows.tuples():
-            if edition_id is not None:  # never: notices (no edition) are not selected
-                found[edition_id].counts[status] = int(count)
+        for edition_id, counts in (await edition_counts(session, list(found))).items():
+            found[edition_id].counts = counts
         variants = await session.execute(
             sa.select(EditionVariant.edition_id, EditionVariant.language)
             .where(EditionVariant.edition_id.in_(list(found)))

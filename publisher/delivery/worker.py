@@ -334,9 +334,12 @@ class _Run:
         """Claim rows into the queue until idle, stopped or paused."""
         clock = self.site.clock
         last_recover = time.monotonic()
+        claimed_since_compaction = False
         while not self.stop.is_set() and self.pause_error is None and self.crash is None:
             if time.monotonic() - last_recover > RECOVER_EVERY:
                 self.report.recovered += await self.outbox.recover(clock.now())
+                # Keeps an edition's counts a sum of a few rows during a long send.
+                await self.outbox.compact_tallies()
                 last_recover = time.monotonic()
             if self.queue.qsize() > CLAIM_SIZE:
                 await asyncio.sleep(0.005)
@@ -346,6 +349,7 @@ class _Run:
             jobs = await self.outbox.claim(CLAIM_SIZE, claimed_at)
             self.report.cancelled += self.outbox.cancelled - before
             if jobs:
+                claimed_since_compaction = True
                 await self.composer.prepare(jobs)
                 for job in jobs:
                     self.queue.put_nowait(job)
@@ -355,6 +359,9 @@ class _Run:
             if self.pause_error is not None or self.crash is not None:
                 return
             self.report.finished += await self.outbox.finish_editions(clock.now())
+            if claimed_since_compaction:  # an idle worker has nothing new to fold
+                await self.outbox.compact_tallies()
+                claimed_since_compaction = False
             if await self._claimable_soon(until_idle, linger, claimed_at):
                 continue
             if until_idle:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +15,8 @@ from fastapi.responses import Response
 
 from publisher import planning
 from publisher.db import transaction
-from publisher.delivery.models import FAILED, RETRYING, SENT, Edition, OutboxRow
+from publisher.delivery.models import FAILED, RETRYING, SENT, Edition
+from publisher.delivery.store import edition_counts
 from publisher.scheduling import schedule_for, subscriber_zones
 from publisher.site import Site
 from publisher.web.admin.auth import Reading, site_of
@@ -72,18 +74,11 @@ async def statistics(site: Site) -> dict[str, Any]:
                 sa.select(Edition).order_by(Edition.id.desc()).limit(LAST_EDITIONS)
             )
         )
+        tallies = await edition_counts(session, [edition.id for edition in editions])
         lines = []
         until = now
         for edition in editions:
-            counts: dict[str, int] = dict(
-                (
-                    await session.execute(
-                        sa.select(OutboxRow.status, sa.func.count())
-                        .where(OutboxRow.edition_id == edition.id)
-                        .group_by(OutboxRow.status)
-                    )
-                ).tuples()
-            )
+            counts = tallies.get(edition.id, Counter())
             bounced = await session.scalar(
                 sa.select(sa.func.count())
                 .select_from(BounceEvent)

@@ -122,6 +122,27 @@ def create_sync_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
+def _migrate_in_sqlite_transactions(engine: Engine) -> None:
+    """Make each migration on SQLite one BEGIN IMMEDIATE ... COMMIT, DDL included.
+
+    The stdlib driver commits DDL as it goes (it opens transactions only for DML), so
+    a migration's CREATE TRIGGER and its backfill were two transactions, and a row
+    another process wrote between them was counted twice; a killed migration left its
+    tables behind for the rerun to trip on. SQLite's DDL is transactional: with the
+    driver's own handling off, each migration is atomic, and IMMEDIATE takes the write
+    lock at its start, so other writers wait (busy_timeout) instead of slipping between.
+    """
+
+    def no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    def begin_immediate(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    event.listen(engine, "connect", no_driver_transactions)
+    event.listen(engine, "begin", begin_immediate)
+
+
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Return a session maker whose objects stay usable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False)
@@ -337,6 +358,8 @@ def upgrade(
 
     config = _alembic_config(url, version_dirs=version_dirs)
     engine = create_sync_engine(url)
+    if is_sqlite(url):
+        _migrate_in_sqlite_transactions(engine)
     try:
         with engine.connect() as connection:
             if not is_sqlite(url):

@@ -196,8 +196,8 @@ class DatabaseCollector(Collector):
             recent = connection.scalar(
                 sa.select(sa.func.count())
                 .select_from(outbox)
-                # A literal, not a parameter: only then can the planner use the
-                # partial index of sent rows (ix_outbox_sent_at, WHERE status = 'sent').
+                # A literal, not a parameter: a prepared statement's generic plan can
+                # use the partial index of sent rows (ix_outbox_sent_at) only so.
                 .where(outbox.c.status == sa.literal_column("'sent'"))
                 .where(outbox.c.sent_at >= (now - RATE_WINDOW).replace(tzinfo=None))
             )

@@ -11,9 +11,13 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import sqlite3
 from collections import Counter
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,6 +26,7 @@ from publisher.db import transaction
 from publisher.delivery import store
 from publisher.delivery.models import OUTBOX_STATUSES
 from publisher.site import Site
+from tests.delivery_helpers import add_articles, add_subscribers
 from tests.test_migration_search import downgrade, table_names
 
 NOW = datetime(2026, 11, 25, 0, 0)
@@ -109,7 +114,7 @@ async def random_write(
                 {"r": share[0], "n": share[1]},
             )
         )
-        if not ids or choice < 0.15:
+        if not ids or choice < 0.12:
             edition = rng.choice([*editions, None])
             count = rng.randint(1, 30)
             await connection.execute(
@@ -121,8 +126,22 @@ async def random_write(
                 {"e": edition, "s": rng.choice(STATUSES), "n": count},
             )
             return f"insert-select {count} into {edition}"
+        if choice < 0.2:
+            # As enqueues and announcements insert: readers who have theirs are skipped.
+            edition = rng.choice(editions)
+            readers = rng.randint(1, 20)
+            await connection.execute(
+                sa.text(
+                    "INSERT INTO outbox (kind, edition_id, subscriber_id, email, status, "
+                    "attempts, claimed_by, smtp_response, message_id) SELECT 'digest', :e, id, "
+                    "email, 'queued', 0, '', '', 'm' FROM subscribers WHERE id <= :n "
+                    "ON CONFLICT DO NOTHING"
+                ),
+                {"e": edition, "n": readers},
+            )
+            return f"insert up to {readers} readers into {edition}, skipping theirs"
         chosen = rng.sample(ids, min(len(ids), rng.randint(1, 40)))
-        if choice < 0.55:
+        if choice < 0.5:
             status = rng.choice(STATUSES)
             await connection.execute(
                 sa.text("UPDATE outbox SET status = :s WHERE id IN :ids").bindparams(
@@ -131,14 +150,23 @@ async def random_write(
                 {"s": status, "ids": chosen},
             )
             return f"update {len(chosen)} to {status}"
-        if choice < 0.85:
+        if choice < 0.75:
             # One statement per row, as the store's executemany writes results.
             await connection.execute(
                 sa.text("UPDATE outbox SET status = :s, attempts = attempts + 1 WHERE id = :i"),
                 [{"s": rng.choice(STATUSES), "i": row_id} for row_id in chosen],
             )
             return f"executemany {len(chosen)}"
-        if choice < 0.95:
+        if choice < 0.85:
+            edition = rng.choice([*editions, None])
+            await connection.execute(
+                sa.text(
+                    "UPDATE outbox SET edition_id = :e WHERE id IN :ids AND subscriber_id IS NULL"
+                ).bindparams(sa.bindparam("ids", expanding=True)),
+                {"e": edition, "ids": chosen},
+            )
+            return f"move {len(chosen)} to {edition}"
+        if choice < 0.93:
             await connection.execute(
                 sa.text("DELETE FROM outbox WHERE id IN :ids").bindparams(
                     sa.bindparam("ids", expanding=True)
@@ -163,6 +191,7 @@ async def test_tallies_equal_the_rows_after_any_writes(site: Site) -> None:
     engine = site.engine
     outbox = store.open_store(site)
     editions = [await add_edition(engine, f"daily:2026-11-{day}") for day in (24, 25, 26)]
+    await add_subscribers(site, 20)
     await insert_rows(engine, editions[0], 50, 0)
     await insert_rows(engine, None, 5, 100)
     for step in range(120):
@@ -298,7 +327,6 @@ async def test_a_delivery_leaves_one_folded_tally_row_per_status(site: Site) -> 
     """A real send (claims, results, refusals) through the worker; it folds the deltas."""
     from publisher.delivery.editions import enqueue, open_edition
     from publisher.delivery.worker import deliver
-    from tests.delivery_helpers import add_articles, add_subscribers
     from tests.smtp_servers import RecordingHandler, smtp_server
 
     await add_articles(site, 2, language="id")
@@ -327,3 +355,51 @@ async def test_a_delivery_leaves_one_folded_tally_row_per_status(site: Site) -> 
             {"e": edition.id},
         )
     assert rows <= store.TALLY_ROWS_KEPT
+
+
+def test_sqlite_migration_holds_writers_out_until_it_has_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sender of the previous release writing while 0010 runs waits: its row is not
+    counted by both the new trigger and the backfill."""
+    path = tmp_path / "site.db"
+    url = f"sqlite:///{path}"
+    db.upgrade(url, "0009_announcements")
+    other = sqlite3.connect(path, isolation_level=None, timeout=0.2)
+    other.execute(
+        "INSERT INTO editions (period_key, frequency, status, window_end, created_at, "
+        "last_error) VALUES ('daily:2026-11-25', 'daily', 'sending', '2026-11-25', "
+        "'2026-11-25', '')"
+    )
+    insert = (
+        "INSERT INTO outbox (kind, edition_id, email, status, attempts, claimed_by, "
+        "smtp_response, message_id) VALUES ('digest', 1, ?, 'queued', 0, '', '', 'm')"
+    )
+    other.execute(insert, ("a@example.org",))
+    refused: list[str] = []
+    create_sync_engine = db.create_sync_engine
+
+    def engine_with_a_rival_writer(url: str, **kwargs: Any) -> sa.Engine:
+        engine = create_sync_engine(url, **kwargs)
+
+        def rival(*args: Any) -> None:
+            if args[2].startswith("INSERT INTO outbox_tallies"):  # the backfill
+                try:
+                    other.execute(insert, ("b@example.org",))
+                except sqlite3.OperationalError as exc:
+                    refused.append(str(exc))
+
+        sa.event.listen(engine, "before_cursor_execute", rival)
+        return engine
+
+    monkeypatch.setattr(db, "create_sync_engine", engine_with_a_rival_writer)
+    db.upgrade(url, "0010_outbox_tallies")
+    assert refused == ["database is locked"]
+    other.execute(insert, ("b@example.org",))  # after the migration: the trigger counts it
+    assert other.execute("SELECT status, count(*) FROM outbox GROUP BY 1").fetchall() == [
+        ("queued", 2)
+    ]
+    assert other.execute(
+        "SELECT status, sum(messages) FROM outbox_tallies GROUP BY 1"
+    ).fetchall() == [("queued", 2)]
+    other.close()

@@ -282,8 +282,9 @@ class DeliveryStore(Protocol):
     async def finish_editions(self, now: datetime) -> list[str]:
         """Mark editions with nothing left to send as done; return their keys."""
 
-    async def compact_tallies(self) -> int:
-        """Fold each edition's tally deltas into one row per status; return rows removed."""
+    async def compact_tallies(self) -> int | None:
+        """Fold each edition's tally deltas into one row per status; return rows removed
+        (None: another worker is folding them now)."""
 
     async def next_due(self, now: datetime) -> datetime | None:
         """Return when the earliest waiting row this worker delivers is due."""
@@ -508,7 +509,7 @@ class _SqlStore:
             )
         return keys
 
-    async def compact_tallies(self) -> int:
+    async def compact_tallies(self) -> int | None:
         """Fold each edition's tally deltas into one row per status; return rows removed.
 
         Safe beside writers: a delta is either deleted here and summed into the new row,
@@ -611,12 +612,12 @@ class PostgresStore(_SqlStore):
         }
         await connection.execute(_RECORD_ARRAYS, {**columns, "worker": self.worker_id})
 
-    async def compact_tallies(self) -> int:
-        """Fold the tallies unless another worker is folding them right now."""
+    async def compact_tallies(self) -> int | None:
+        """Fold the tallies unless another worker is folding them right now (then None)."""
         # Two DELETEs of the same rows in different orders could deadlock: one at a time.
         folding = await AdvisoryLock.try_take(self.site.engine, _COMPACT_LOCK)
         if folding is None:
-            return 0
+            return None
         async with folding:
             return await super().compact_tallies()
 
@@ -870,7 +871,9 @@ async def mark_sending(
 ) -> None:
     """Record that an enqueue finished: its window, and the edition now sending."""
     async with transaction(site.engine) as session:
-        current = await session.get(Edition, edition.id, with_for_update=True)
+        # FOR NO KEY UPDATE: it changes no key, so it need not wait for the workers whose
+        # tally rows hold KEY SHARE locks on the edition (the foreign key check).
+        current = await session.get(Edition, edition.id, with_for_update={"key_share": True})
         if current is None:
             return
         if earliest is not None and (

@@ -359,8 +359,9 @@ class _Run:
             if self.pause_error is not None or self.crash is not None:
                 return
             self.report.finished += await self.outbox.finish_editions(clock.now())
-            if claimed_since_compaction:  # an idle worker has nothing new to fold
-                await self.outbox.compact_tallies()
+            # An idle worker has nothing new to fold; one that found another folding
+            # tries again next time round.
+            if claimed_since_compaction and await self.outbox.compact_tallies() is not None:
                 claimed_since_compaction = False
             if await self._claimable_soon(until_idle, linger, claimed_at):
                 continue

@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -65,10 +66,25 @@ async def test_sqlite_online_backup_while_a_writer_runs_then_restore(
     edition = await seeded_site(site_dir)
     database = site_dir / "publisher.db"
     articles = cli(site_dir, "articles", "list", "--json").json()
+    # The import reads its CSV from a pipe that stays open until both backups are made:
+    # it commits batches while they run and cannot finish before, however fast it is.
     csv = tmp_path / "readers.csv"
-    csv.write_text(
-        "email,name\n" + "".join(f"new{n}@example.org,Pembaca {n}\n" for n in range(IMPORTED))
-    )
+    os.mkfifo(csv)
+    backed_up = threading.Event()
+
+    def feed() -> None:
+        with csv.open("w") as pipe:
+            pipe.write("email,name\n")
+            for start in range(0, IMPORTED, 250):
+                pipe.write(
+                    "".join(f"new{n}@example.org,Pembaca {n}\n" for n in range(start, start + 250))
+                )
+                pipe.flush()
+                time.sleep(0.05)
+            backed_up.wait(timeout=300)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     writer = subprocess.Popen(
         [sys.executable, "-m", "publisher", "subscribers", "import", str(csv), "--confirmed"],
@@ -92,8 +108,11 @@ async def test_sqlite_online_backup_while_a_writer_runs_then_restore(
         made = cli(site_dir, "db", "backup", str(by_publisher))
         assert made.exit_code == 0, made.stderr
         assert writer.poll() is None, "the import ended before the backups: nothing was proven"
+        backed_up.set()
         _, err = writer.communicate(timeout=300)
     finally:
+        backed_up.set()
+        feeder.join(timeout=60)
         if writer.poll() is None:
             writer.kill()
             writer.wait()

@@ -6,6 +6,9 @@ Two kinds, one interface (take, verify, release):
 - ``AdvisoryLock``: a PostgreSQL session-level advisory lock held on a dedicated
   connection.
 
+and, for work that fits in one transaction, ``try_transaction_lock``: a PostgreSQL
+advisory lock the transaction itself holds until it ends (no connection of its own).
+
 The kernel or the database server drops either when its holder dies, even after
 ``kill -9``, so a lock never outlives its process.
 
@@ -30,7 +33,7 @@ from typing import Protocol, Self, TypeAlias
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from publisher.db import error_line, sqlite_path
 from publisher.errors import LockBusy, LockedError, StoreError
@@ -169,6 +172,12 @@ def _key_call(function: str, key: AdvisoryKey) -> tuple[sa.TextClause, dict[str,
 
 def _key_text(key: AdvisoryKey) -> str:
     return f"{key[0]},{key[1]}" if isinstance(key, tuple) else str(key)
+
+
+async def try_transaction_lock(session: AsyncSession, key: AdvisoryKey) -> bool:
+    """Lock ``key`` until the session's transaction ends, or return False if it is held."""
+    statement, params = _key_call("pg_try_advisory_xact_lock", key)
+    return bool(await session.scalar(statement, params))
 
 
 class AdvisoryLock:

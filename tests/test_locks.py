@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from publisher import db
 from publisher.errors import LockBusy, LockedError
-from publisher.locks import AdvisoryLock, FileLock, lock_file
+from publisher.locks import AdvisoryLock, FileLock, lock_file, try_transaction_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 RACERS = 3
@@ -180,5 +180,28 @@ async def test_advisory_lock_names_the_backend_and_survives_nothing(
                 await again.verify()
             await again.release()
             await taken.release()
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_transaction_lock_lasts_until_its_transaction_ends(
+    postgres_server: str | None,
+) -> None:
+    if postgres_server is None:
+        pytest.skip("PostgreSQL not available (set PUBLISHER_TEST_POSTGRES_URL)")
+    from tests.services import fresh_postgres_database
+
+    engine = db.create_engine(fresh_postgres_database(postgres_server))
+    try:
+        key = (0x7075_6232, 7)
+        async with db.transaction(engine) as first:
+            assert await try_transaction_lock(first, key)
+            async with db.transaction(engine) as second:
+                assert not await try_transaction_lock(second, key)
+            # A session-level taker sees it held too: one key space.
+            assert await AdvisoryLock.try_take(engine, key) is None
+        async with db.transaction(engine) as third:  # the first transaction ended
+            assert await try_transaction_lock(third, key)
     finally:
         await engine.dispose()

@@ -222,7 +222,9 @@ async def test_a_relays_rate_holds_across_two_worker_processes(
         while handler.total() < PACED_READERS:
             assert time.monotonic() < deadline, f"stuck at {handler.total()}"
             for worker in workers:
-                assert worker.returncode is None, "a worker died"
+                if worker.returncode is not None:
+                    _, err = await worker.communicate()
+                    raise AssertionError(f"a worker died: {err.decode()[-3000:]}")
             await asyncio.sleep(0.2)
         for worker in workers:
             worker.send_signal(signal.SIGTERM)

@@ -71,7 +71,7 @@ from publisher.delivery.models import (
     OutboxTally,
 )
 from publisher.errors import LockBusy, LockedError
-from publisher.locks import AdvisoryLock, FileLock, HeldLock, lock_file
+from publisher.locks import AdvisoryLock, FileLock, HeldLock, lock_file, try_transaction_lock
 from publisher.site import Site
 
 # What only sending needs is imported where it is used: `digest status` reads this
@@ -510,7 +510,8 @@ class _SqlStore:
         return keys
 
     async def compact_tallies(self) -> int | None:
-        """Fold each edition's tally deltas into one row per status; return rows removed.
+        """Fold each edition's tally deltas into one row per status; return rows removed
+        (None: another worker is folding them now).
 
         Safe beside writers: a delta is either deleted here and summed into the new row,
         or committed after this statement's snapshot and left for the next time.
@@ -521,8 +522,10 @@ class _SqlStore:
             .having(sa.func.count() > TALLY_ROWS_KEPT)
         )
         async with transaction(self.site.engine) as session:
-            # One DELETE first: SQLite takes the write lock at once (a read first could
-            # not upgrade to it after another process wrote), PostgreSQL locks the rows.
+            if not await self._may_fold(session):
+                return None
+            # The DELETE is SQLite's first statement: it takes the write lock at once (a
+            # read first could not upgrade to it after another process wrote).
             gone = (
                 await session.execute(
                     sa.delete(_TALLIES)
@@ -541,6 +544,10 @@ class _SqlStore:
             if kept:
                 await session.execute(sa.insert(_TALLIES), kept)
         return len(gone) - len(kept)
+
+    async def _may_fold(self, session: AsyncSession) -> bool:
+        """Tell whether this worker may fold now (SQLite: its one writer always may)."""
+        return True
 
     async def clear_pause(self) -> None:
         """Forget a pause once the server took mail again."""
@@ -612,14 +619,10 @@ class PostgresStore(_SqlStore):
         }
         await connection.execute(_RECORD_ARRAYS, {**columns, "worker": self.worker_id})
 
-    async def compact_tallies(self) -> int | None:
-        """Fold the tallies unless another worker is folding them right now (then None)."""
+    async def _may_fold(self, session: AsyncSession) -> bool:
+        """Take the fold lock for this transaction, unless another worker is folding."""
         # Two DELETEs of the same rows in different orders could deadlock: one at a time.
-        folding = await AdvisoryLock.try_take(self.site.engine, _COMPACT_LOCK)
-        if folding is None:
-            return None
-        async with folding:
-            return await super().compact_tallies()
+        return await try_transaction_lock(session, _COMPACT_LOCK)
 
     async def recover(self, now: datetime) -> int:
         """Requeue the rows of workers whose liveness lock nobody holds any more."""

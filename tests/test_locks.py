@@ -9,10 +9,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher import db
 from publisher.errors import LockBusy, LockedError
@@ -146,62 +148,62 @@ async def test_file_lock_error_names_an_unusable_path(tmp_path: Path) -> None:
         FileLock.take(blocker / "x.lock", "pid 1")
 
 
-@pytest.mark.postgres
-async def test_advisory_lock_names_the_backend_and_survives_nothing(
-    postgres_server: str | None,
-) -> None:
+@pytest.fixture
+async def postgres_engine(postgres_server: str | None) -> AsyncIterator[AsyncEngine]:
+    """An engine on a fresh PostgreSQL database (or skip)."""
     if postgres_server is None:
         pytest.skip("PostgreSQL not available (set PUBLISHER_TEST_POSTGRES_URL)")
     from tests.services import fresh_postgres_database
 
     engine = db.create_engine(fresh_postgres_database(postgres_server))
     try:
-        for key in (-(2**62) - 5, (-5, 123)):
-            held = await AdvisoryLock.take(engine, key)
-            with pytest.raises(LockBusy, match=r"advisory lock .* held by backend pid \d+"):
-                await AdvisoryLock.take(engine, key)
-            assert await AdvisoryLock.try_take(engine, key) is None
-            await held.verify()
-            await held.release()
-            again = await AdvisoryLock.take(engine, key)
-            # A lost connection (a database restart) is noticed, and the lock is free.
-            async with engine.connect() as other:
-                await other.execute(
-                    sa.text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                        "WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
-                    )
-                )
-                await other.commit()
-            deadline = time.monotonic() + 30
-            while (taken := await AdvisoryLock.try_take(engine, key)) is None:
-                assert time.monotonic() < deadline
-            with pytest.raises(LockedError, match="connection lost"):
-                await again.verify()
-            await again.release()
-            await taken.release()
+        yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_advisory_lock_names_the_backend_and_survives_nothing(
+    postgres_engine: AsyncEngine,
+) -> None:
+    engine = postgres_engine
+    for key in (-(2**62) - 5, (-5, 123)):
+        held = await AdvisoryLock.take(engine, key)
+        with pytest.raises(LockBusy, match=r"advisory lock .* held by backend pid \d+"):
+            await AdvisoryLock.take(engine, key)
+        assert await AdvisoryLock.try_take(engine, key) is None
+        await held.verify()
+        await held.release()
+        again = await AdvisoryLock.take(engine, key)
+        # A lost connection (a database restart) is noticed, and the lock is free.
+        async with engine.connect() as other:
+            await other.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+                )
+            )
+            await other.commit()
+        deadline = time.monotonic() + 30
+        while (taken := await AdvisoryLock.try_take(engine, key)) is None:
+            assert time.monotonic() < deadline
+        with pytest.raises(LockedError, match="connection lost"):
+            await again.verify()
+        await again.release()
+        await taken.release()
 
 
 @pytest.mark.postgres
 async def test_a_transaction_lock_lasts_until_its_transaction_ends(
-    postgres_server: str | None,
+    postgres_engine: AsyncEngine,
 ) -> None:
-    if postgres_server is None:
-        pytest.skip("PostgreSQL not available (set PUBLISHER_TEST_POSTGRES_URL)")
-    from tests.services import fresh_postgres_database
-
-    engine = db.create_engine(fresh_postgres_database(postgres_server))
-    try:
-        key = (0x7075_6232, 7)
-        async with db.transaction(engine) as first:
-            assert await try_transaction_lock(first, key)
-            async with db.transaction(engine) as second:
-                assert not await try_transaction_lock(second, key)
-            # A session-level taker sees it held too: one key space.
-            assert await AdvisoryLock.try_take(engine, key) is None
-        async with db.transaction(engine) as third:  # the first transaction ended
-            assert await try_transaction_lock(third, key)
-    finally:
-        await engine.dispose()
+    engine = postgres_engine
+    key = (0x7075_6232, 7)
+    async with db.transaction(engine) as first:
+        assert await try_transaction_lock(first, key)
+        async with db.transaction(engine) as second:
+            assert not await try_transaction_lock(second, key)
+        # A session-level taker sees it held too: one key space.
+        assert await AdvisoryLock.try_take(engine, key) is None
+    async with db.transaction(engine) as third:  # the first transaction ended
+        assert await try_transaction_lock(third, key)

@@ -31,28 +31,22 @@ from tests.test_migration_search import downgrade, table_names
 
 NOW = datetime(2026, 11, 25, 0, 0)
 STATUSES = [str(status) for status in OUTBOX_STATUSES]
+#: An edition and its one variant, written by SQL as any release would have.
+NEW_EDITION = sa.text(
+    "INSERT INTO editions (period_key, frequency, status, window_end, created_at, "
+    "last_error) VALUES (:key, 'daily', 'sending', :now, :now, '') RETURNING id"
+)
+NEW_VARIANT = sa.text(
+    "INSERT INTO edition_variants (edition_id, variant_key, language, article_ids, "
+    "more_count) VALUES (:e, 'id', 'id', '[]', 0)"
+)
 
 
 async def add_edition(engine: AsyncEngine, key: str) -> int:
     """Insert an edition and one variant by SQL; return the edition's id."""
     async with engine.begin() as connection:
-        edition_id = (
-            await connection.execute(
-                sa.text(
-                    "INSERT INTO editions (period_key, frequency, status, window_end, "
-                    "created_at, last_error) VALUES (:key, 'daily', 'sending', :now, :now, '') "
-                    "RETURNING id"
-                ),
-                {"key": key, "now": NOW},
-            )
-        ).scalar_one()
-        await connection.execute(
-            sa.text(
-                "INSERT INTO edition_variants (edition_id, variant_key, language, article_ids, "
-                "more_count) VALUES (:e, 'id', 'id', '[]', 0)"
-            ),
-            {"e": edition_id},
-        )
+        edition_id = (await connection.execute(NEW_EDITION, {"key": key, "now": NOW})).scalar_one()
+        await connection.execute(NEW_VARIANT, {"e": edition_id})
     return int(edition_id)
 
 
@@ -276,20 +270,9 @@ def test_upgrade_counts_existing_rows_and_downgrade_removes_the_tallies(
     engine = db.create_sync_engine(database_url)
     with engine.begin() as connection:
         edition_id = connection.execute(
-            sa.text(
-                "INSERT INTO editions (period_key, frequency, status, window_end, created_at, "
-                "last_error) VALUES ('daily:2026-11-25', 'daily', 'sending', :now, :now, '') "
-                "RETURNING id"
-            ),
-            {"now": NOW},
+            NEW_EDITION, {"key": "daily:2026-11-25", "now": NOW}
         ).scalar_one()
-        connection.execute(
-            sa.text(
-                "INSERT INTO edition_variants (edition_id, variant_key, language, article_ids, "
-                "more_count) VALUES (:e, 'id', 'id', '[]', 0)"
-            ),
-            {"e": edition_id},
-        )
+        connection.execute(NEW_VARIANT, {"e": edition_id})
         connection.execute(
             sa.text(
                 "INSERT INTO outbox (kind, edition_id, email, status, attempts, claimed_by, "
